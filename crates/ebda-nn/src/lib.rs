@@ -1,0 +1,35 @@
+//! Layers and ops that ebda's models need and candle 0.11 lacks or gets wrong.
+//!
+//! - [`seeded_var_builder`]: a `VarBuilder` whose new variables are drawn from
+//!   a seeded RNG (candle's CPU `rand` cannot be seeded), so that one seed
+//!   gives one initialisation on every backend.
+//! - [`linear`], [`conv2d`], [`batch_norm`]: layers with PyTorch's default
+//!   initialisation and constants, so models match the PyTorch references.
+//! - [`Dropout`] and [`Dropout2d`]: dropout whose masks come from an explicit
+//!   seeded [`Rng`] whose state can be saved and restored.
+//! - [`max_pool2d`]: max pooling for any kernel, stride and padding whose
+//!   backward routes the whole upstream gradient to each window's maximum
+//!   (candle 0.11.1's own backward scales it by 1/kernel-area).
+//!
+//! Nothing here is CPU-only: every op is written in candle tensor ops, so it
+//! runs on every backend.
+
+mod dropout;
+mod init;
+mod layers;
+mod pool;
+mod rng;
+
+pub use dropout::{Dropout, Dropout2d};
+pub use init::{SeededInit, seeded_var_builder};
+pub use layers::{batch_norm, conv2d, linear};
+pub use pool::{Pool2d, max_pool2d};
+pub use rng::{Rng, RngState};
+
+/// Errors of this crate's constructors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A layer was asked for with an impossible setting.
+    #[error("{what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+}
