@@ -7,6 +7,8 @@
 //!   initialisation and constants, so models match the PyTorch references.
 //! - [`Dropout`] and [`Dropout2d`]: dropout whose masks come from an explicit
 //!   seeded [`Rng`] whose state can be saved and restored.
+//! - [`trainable_vars`]: a `VarMap`'s parameters in a fixed order, without
+//!   batch-norm running statistics.
 //! - [`max_pool2d`]: max pooling for any kernel, stride and padding whose
 //!   backward routes the whole upstream gradient to each window's maximum
 //!   (candle 0.11.1's own backward scales it by 1/kernel-area).
@@ -19,12 +21,14 @@ mod init;
 mod layers;
 mod pool;
 mod rng;
+mod vars;
 
 pub use dropout::{Dropout, Dropout2d};
 pub use init::{SeededInit, seeded_var_builder};
 pub use layers::{batch_norm, conv2d, linear};
 pub use pool::{Pool2d, max_pool2d};
 pub use rng::{Rng, RngState};
+pub use vars::{is_buffer, named_vars, parameter_count, trainable_vars};
 
 /// Errors of this crate's constructors.
 #[derive(Debug, thiserror::Error)]
