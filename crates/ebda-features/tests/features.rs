@@ -1,0 +1,111 @@
+//! Shapes, parameter counts and train/eval behaviour of every extractor.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use ebda_features::{Arch, FeatureExtractor, FeaturesConfig};
+use ebda_nn::{Rng, named_vars, parameter_count, seeded_var_builder, trainable_vars};
+
+fn device() -> Device {
+    match std::env::var("EBDA_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).expect("EBDA_TEST_DEVICE=cuda but no CUDA device"),
+        _ => Device::Cpu,
+    }
+}
+
+fn build(cfg: &FeaturesConfig, dev: &Device) -> (VarMap, Box<dyn FeatureExtractor>) {
+    let map = VarMap::new();
+    let vb = seeded_var_builder(&map, 0, DType::F32, dev);
+    let f = cfg.init(vb, &Rng::new(0)).unwrap();
+    (map, f)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+}
+
+/// Checks shapes in both modes, eval determinism, train stochasticity and
+/// that every trainable variable receives a gradient.
+fn exercise(f: &dyn FeatureExtractor, map: &VarMap, input: &[usize], dev: &Device) {
+    let mut dims = vec![8];
+    dims.extend(input);
+    let x = Tensor::randn(0f32, 1., dims, dev).unwrap();
+    let train = f.forward_t(&x, true).unwrap();
+    assert_eq!(train.dims(), &[8, f.out_dim()]);
+    let eval = f.forward_t(&x, false).unwrap();
+    assert_eq!(eval.dims(), &[8, f.out_dim()]);
+    assert_eq!(max_abs_diff(&eval, &f.forward_t(&x, false).unwrap()), 0.0, "eval must be deterministic");
+    assert!(max_abs_diff(&train, &f.forward_t(&x, true).unwrap()) > 0.0, "train mode draws dropout");
+    let grads = train.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    for (name, var) in trainable_vars(map) {
+        assert!(grads.get(&var).is_some(), "no gradient for {name}");
+    }
+}
+
+#[test]
+fn lenet_matches_the_reference() {
+    let dev = device();
+    let (map, f) = build(&FeaturesConfig::default(), &dev);
+    // conv1 20·1·25 + 20 = 520; conv2 50·20·25 + 50 = 25 050; fc 800·500 + 500 = 400 500.
+    assert_eq!(parameter_count(&map), 426_070);
+    assert_eq!(f.out_dim(), 500);
+    assert_eq!(f.input_dims(), vec![1, 28, 28]);
+    exercise(f.as_ref(), &map, &[1, 28, 28], &dev);
+    let err = f.forward_t(&Tensor::zeros((2, 1, 32, 32), DType::F32, &dev).unwrap(), false).err().unwrap();
+    assert_eq!(err.to_string(), "lenet input: expected [batch > 0, 1, 28, 28], got [2, 1, 32, 32]");
+}
+
+#[test]
+fn dtn_matches_the_reference_and_uses_running_stats_in_eval() {
+    let dev = device();
+    let cfg = FeaturesConfig { arch: Arch::Dtn, ..Default::default() };
+    let (map, f) = build(&cfg, &dev);
+    // conv 3·64·25+64 = 4 864, 64·128·25+128 = 204 928, 128·256·25+256 = 819 456;
+    // BN2d γ,β: 2·(64+128+256) = 896; fc 4096·512+512 = 2 097 664; BN1d γ,β: 1 024.
+    assert_eq!(parameter_count(&map), 3_128_832);
+    let buffers = named_vars(&map).len() - trainable_vars(&map).len();
+    assert_eq!(buffers, 8); // running mean and var of four BN layers
+    assert_eq!(f.out_dim(), 512);
+    let x = Tensor::randn(2f32, 3., (8, 3, 32, 32), &dev).unwrap();
+    let before = f.forward_t(&x, false).unwrap();
+    exercise(f.as_ref(), &map, &[3, 32, 32], &dev);
+    // Training-mode passes moved the running statistics, so eval output changed.
+    assert!(max_abs_diff(&before, &f.forward_t(&x, false).unwrap()) > 0.0);
+}
+
+#[test]
+fn mlp_and_bottleneck() {
+    let dev = device();
+    let cfg = FeaturesConfig { arch: Arch::Mlp, in_dim: 20, hidden: vec![16, 12], ..Default::default() };
+    let (map, f) = build(&cfg, &dev);
+    assert_eq!(parameter_count(&map), 20 * 16 + 16 + 16 * 12 + 12);
+    assert_eq!(f.out_dim(), 12);
+    exercise(f.as_ref(), &map, &[20], &dev);
+
+    let cfg = FeaturesConfig { bottleneck: Some(64), ..Default::default() };
+    assert_eq!(cfg.out_dim(), 64);
+    let (map, f) = build(&cfg, &dev);
+    assert_eq!(parameter_count(&map), 426_070 + 500 * 64 + 64 + 2 * 64);
+    assert_eq!(f.out_dim(), 64);
+    exercise(f.as_ref(), &map, &[1, 28, 28], &dev);
+}
+
+#[test]
+fn without_dropout_train_and_eval_agree_for_lenet() {
+    let dev = device();
+    let cfg = FeaturesConfig { dropout: Some(0.0), spatial_dropout: false, ..Default::default() };
+    let (_, f) = build(&cfg, &dev);
+    let x = Tensor::randn(0f32, 1., (4, 1, 28, 28), &dev).unwrap();
+    assert_eq!(max_abs_diff(&f.forward_t(&x, true).unwrap(), &f.forward_t(&x, false).unwrap()), 0.0);
+}
+
+#[test]
+fn bad_config_is_named() {
+    let bad = |c: FeaturesConfig| c.validate().unwrap_err().to_string();
+    let d = FeaturesConfig::default();
+    assert_eq!(bad(FeaturesConfig { dropout: Some(1.5), ..d.clone() }), "dropout: must be in [0, 1], got 1.5");
+    assert_eq!(
+        bad(FeaturesConfig { arch: Arch::Mlp, hidden: vec![], ..d.clone() }),
+        "hidden: must list at least one width for arch mlp, got []"
+    );
+    assert_eq!(bad(FeaturesConfig { bottleneck: Some(0), ..d }), "bottleneck: must be > 0, got 0");
+}
