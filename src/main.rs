@@ -1,1 +1,111 @@
-fn main() {}
+//! `ebda`: command-line entry point (argument parsing and wiring only).
+
+mod device;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use device::DeviceChoice;
+use ebda_train::ExperimentConfig;
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+
+/// Unsupervised domain adaptation with an autoencoder energy critic.
+#[derive(Parser, Debug)]
+#[command(name = "ebda", version, about, long_about = None)]
+struct Cli {
+    /// Device to run on: auto (CUDA if compiled in and present, else CPU), cpu, cuda or cuda:N.
+    #[arg(long, global = true, default_value = "auto")]
+    device: DeviceChoice,
+
+    /// CPU threads for tensor work (rayon pool size); default: all cores or RAYON_NUM_THREADS.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+
+    /// Less log output (-q warnings only, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    quiet: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Inspect experiment configs.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// List the devices this binary can use.
+    Devices,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print the resolved config (file, then defaults, then --set) as JSON.
+    Show(ConfigArgs),
+}
+
+/// Where an experiment config comes from.
+#[derive(Args, Debug)]
+struct ConfigArgs {
+    /// JSON config file; omitted fields take their defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one key, e.g. --set model.critic.margin=2.5 (repeatable; value read as JSON, else a string).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+fn init_logging(verbose: u8, quiet: u8) {
+    let level = match (verbose, quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (v, _) if v >= 2 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn set_threads(threads: Option<u16>) -> Result<()> {
+    let Some(n) = threads else { return Ok(()) };
+    // candle sizes its CPU kernels from RAYON_NUM_THREADS; set it before any
+    // tensor work so candle and the rayon pool agree.
+    // SAFETY: called at the start of main, before any other thread exists.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(usize::from(n))
+        .build_global()
+        .context("cannot size the rayon thread pool")
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    set_threads(cli.threads)?;
+    match cli.command {
+        Command::Config(ConfigCommand::Show(args)) => {
+            let cfg = ExperimentConfig::load(args.config.as_deref(), &args.sets)?;
+            println!("{}", serde_json::to_string_pretty(&cfg)?);
+        }
+        Command::Devices => device::list(&cli.device)?,
+    }
+    Ok(())
+}

@@ -88,13 +88,22 @@ impl ClassifierConfig {
             return Err(invalid("in_dim", "must be > 0, got 0".into()));
         }
         if self.num_classes < 2 {
-            return Err(invalid("num_classes", format!("must be >= 2, got {}", self.num_classes)));
+            return Err(invalid(
+                "num_classes",
+                format!("must be >= 2, got {}", self.num_classes),
+            ));
         }
         if let Some(i) = self.hidden.iter().position(|&h| h == 0) {
-            return Err(invalid("hidden", format!("widths must be > 0, got 0 at index {i}")));
+            return Err(invalid(
+                "hidden",
+                format!("widths must be > 0, got 0 at index {i}"),
+            ));
         }
         if !(0.0..=1.0).contains(&self.dropout) {
-            return Err(invalid("dropout", format!("must be in [0, 1], got {}", self.dropout)));
+            return Err(invalid(
+                "dropout",
+                format!("must be in [0, 1], got {}", self.dropout),
+            ));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(invalid(
@@ -116,7 +125,8 @@ impl ClassifierConfig {
             .enumerate()
             .map(|(i, w)| ebda_nn::linear(w[0], w[1], vb.pp("layers").pp(i)))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let dropout = Dropout::new(self.dropout, rng).map_err(|e| invalid("dropout", e.to_string()))?;
+        let dropout =
+            Dropout::new(self.dropout, rng).map_err(|e| invalid("dropout", e.to_string()))?;
         Ok(Classifier {
             config: self.clone(),
             layers,
@@ -172,7 +182,10 @@ impl Classifier {
 
 fn check_labels(logits: &Tensor, labels: &Tensor) -> Result<(usize, usize)> {
     let (b, k) = logits.dims2().map_err(|_| {
-        Error::Input(format!("logits must be [batch, classes], got {:?}", logits.dims()))
+        Error::Input(format!(
+            "logits must be [batch, classes], got {:?}",
+            logits.dims()
+        ))
     })?;
     if labels.dims() != [b] {
         return Err(Error::Input(format!(
@@ -182,7 +195,10 @@ fn check_labels(logits: &Tensor, labels: &Tensor) -> Result<(usize, usize)> {
         )));
     }
     if labels.dtype() != DType::U32 {
-        return Err(Error::Input(format!("labels must be u32, got {:?}", labels.dtype())));
+        return Err(Error::Input(format!(
+            "labels must be u32, got {:?}",
+            labels.dtype()
+        )));
     }
     Ok((b, k))
 }
@@ -214,7 +230,10 @@ pub fn predict(logits: &Tensor) -> Result<Tensor> {
 /// Number of correct predictions.
 pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
     check_labels(logits, labels)?;
-    let hits = predict(logits)?.eq(labels)?.to_dtype(DType::U32)?.sum_all()?;
+    let hits = predict(logits)?
+        .eq(labels)?
+        .to_dtype(DType::U32)?
+        .sum_all()?;
     Ok(hits.to_scalar::<u32>()? as usize)
 }
 

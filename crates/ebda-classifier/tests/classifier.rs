@@ -20,13 +20,19 @@ fn cross_entropy_matches_hand_values() {
     let logits = Tensor::from_slice(&[0f32, 3f32.ln(), 0., 0.], (2, 2), &dev).unwrap();
     let labels = Tensor::from_slice(&[1u32, 0], 2, &dev).unwrap();
     let nll = (-(0.75f64).ln() - (0.5f64).ln()) / 2.0;
-    let ce = cross_entropy(&logits, &labels, 0.0).unwrap().to_scalar::<f32>().unwrap();
+    let ce = cross_entropy(&logits, &labels, 0.0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!((ce as f64 - nll).abs() < 1e-6);
     // ε = 0.1: add ε·(mean_k −log p_k − nll) per sample.
     // sample 1: mean_k −log p_k = (ln 4 + ln 4/3)/2; sample 2: ln 2.
     let uniform = (((4f64).ln() + (4f64 / 3.0).ln()) / 2.0 + (2f64).ln()) / 2.0;
     let want = 0.9 * nll + 0.1 * uniform;
-    let got = cross_entropy(&logits, &labels, 0.1).unwrap().to_scalar::<f32>().unwrap();
+    let got = cross_entropy(&logits, &labels, 0.1)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
 }
 
@@ -39,7 +45,10 @@ fn accuracy_counts_argmax_hits() {
     assert!((accuracy(&logits, &labels).unwrap() - 1.0 / 3.0).abs() < 1e-12);
     let wrong = Tensor::from_slice(&[0u32, 1], 2, &dev).unwrap();
     let err = accuracy(&logits, &wrong).unwrap_err().to_string();
-    assert_eq!(err, "classifier input: labels must be [3] to match logits [3, 3], got [2]");
+    assert_eq!(
+        err,
+        "classifier input: labels must be [3] to match logits [3, 3], got [2]"
+    );
 }
 
 #[test]
@@ -47,14 +56,22 @@ fn heads_have_expected_shapes_and_parameters() {
     let dev = device();
     let map = VarMap::new();
     let vb = seeded_var_builder(&map, 0, DType::F32, &dev);
-    let linear = ClassifierConfig::default().init(vb.pp("linear"), &Rng::new(0)).unwrap();
+    let linear = ClassifierConfig::default()
+        .init(vb.pp("linear"), &Rng::new(0))
+        .unwrap();
     let x = Tensor::ones((4, 500), DType::F32, &dev).unwrap();
     assert_eq!(linear.forward_t(&x, true).unwrap().dims(), &[4, 10]);
     assert_eq!(parameter_count(&map), 500 * 10 + 10);
 
     let map = VarMap::new();
     let vb = seeded_var_builder(&map, 0, DType::F32, &dev);
-    let cfg = ClassifierConfig { in_dim: 8, num_classes: 31, hidden: vec![16], dropout: 0.5, ..Default::default() };
+    let cfg = ClassifierConfig {
+        in_dim: 8,
+        num_classes: 31,
+        hidden: vec![16],
+        dropout: 0.5,
+        ..Default::default()
+    };
     let mlp = cfg.init(vb, &Rng::new(0)).unwrap();
     let x = Tensor::ones((4, 8), DType::F32, &dev).unwrap();
     assert_eq!(mlp.forward_t(&x, false).unwrap().dims(), &[4, 31]);
@@ -63,15 +80,35 @@ fn heads_have_expected_shapes_and_parameters() {
     let a = mlp.forward_t(&x, false).unwrap().to_vec2::<f32>().unwrap();
     let b = mlp.forward_t(&x, false).unwrap().to_vec2::<f32>().unwrap();
     assert_eq!(a, b);
-    let err = mlp.forward_t(&Tensor::ones((4, 9), DType::F32, &dev).unwrap(), false).unwrap_err();
-    assert_eq!(err.to_string(), "classifier input: expected features of shape [batch, 8], got [4, 9]");
+    let err = mlp
+        .forward_t(&Tensor::ones((4, 9), DType::F32, &dev).unwrap(), false)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "classifier input: expected features of shape [batch, 8], got [4, 9]"
+    );
 }
 
 #[test]
 fn bad_config_is_named() {
     let bad = |c: ClassifierConfig| c.validate().unwrap_err().to_string();
     let d = ClassifierConfig::default();
-    assert_eq!(bad(ClassifierConfig { num_classes: 1, ..d.clone() }), "num_classes: must be >= 2, got 1");
-    assert_eq!(bad(ClassifierConfig { label_smoothing: 1.0, ..d.clone() }), "label_smoothing: must be in [0, 1), got 1");
-    assert_eq!(bad(ClassifierConfig { dropout: -0.1, ..d }), "dropout: must be in [0, 1], got -0.1");
+    assert_eq!(
+        bad(ClassifierConfig {
+            num_classes: 1,
+            ..d.clone()
+        }),
+        "num_classes: must be >= 2, got 1"
+    );
+    assert_eq!(
+        bad(ClassifierConfig {
+            label_smoothing: 1.0,
+            ..d.clone()
+        }),
+        "label_smoothing: must be in [0, 1), got 1"
+    );
+    assert_eq!(
+        bad(ClassifierConfig { dropout: -0.1, ..d }),
+        "dropout: must be in [0, 1], got -0.1"
+    );
 }

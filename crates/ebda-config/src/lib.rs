@@ -177,10 +177,9 @@ where
 {
     let base: T = match file {
         Some(path) => from_value(read_file(path)?).map_err(|err| match err {
-            ConfigError::Invalid { key, reason } => ConfigError::invalid(
-                key,
-                format!("{reason} (in {})", path.display()),
-            ),
+            ConfigError::Invalid { key, reason } => {
+                ConfigError::invalid(key, format!("{reason} (in {})", path.display()))
+            }
             other => other,
         })?,
         None => T::default(),
@@ -274,7 +273,10 @@ mod tests {
     fn unknown_key_names_full_path() {
         let err = resolve::<Exp>(None, &sets(&["model.critic.margn=1"])).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("model.critic.margn: unknown field `margn`"), "{msg}");
+        assert!(
+            msg.starts_with("model.critic.margn: unknown field `margn`"),
+            "{msg}"
+        );
         assert!(msg.contains("expected one of"), "{msg}");
     }
 
@@ -282,15 +284,25 @@ mod tests {
     fn wrong_type_names_full_path() {
         let err = resolve::<Exp>(None, &sets(&["model.critic.margin=abc"])).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("model.critic.margin: invalid type: string \"abc\""), "{msg}");
+        assert!(
+            msg.starts_with("model.critic.margin: invalid type: string \"abc\""),
+            "{msg}"
+        );
         let err = resolve::<Exp>(None, &sets(&["model.critic.hidden=[1,-2]"])).unwrap_err();
-        assert!(err.to_string().starts_with("model.critic.hidden[1]: invalid value"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("model.critic.hidden[1]: invalid value"),
+            "{err}"
+        );
     }
 
     #[test]
     fn descending_into_a_scalar_is_an_error() {
         let err = resolve::<Exp>(None, &sets(&["seed.x=1"])).unwrap_err();
-        assert_eq!(err.to_string(), "seed: is a number, not a section, so it has no key \"x\"");
+        assert_eq!(
+            err.to_string(),
+            "seed: is a number, not a section, so it has no key \"x\""
+        );
     }
 
     #[test]
@@ -307,7 +319,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ebda-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("exp.json");
-        std::fs::write(&path, r#"{"seed": 3, "model": {"critic": {"margin": 4.0}}}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"seed": 3, "model": {"critic": {"margin": 4.0}}}"#,
+        )
+        .unwrap();
         let cfg: Exp = resolve(Some(&path), &sets(&["seed=5"])).unwrap();
         assert_eq!(cfg.seed, 5);
         assert_eq!(cfg.model.critic.margin, 4.0);
@@ -320,7 +336,10 @@ mod tests {
 
         std::fs::write(&path, "{\"seed\": 3,\n  oops}").unwrap();
         let msg = resolve::<Exp>(Some(&path), &[]).unwrap_err().to_string();
-        assert!(msg.contains("is not valid JSON") && msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.contains("is not valid JSON") && msg.contains("line 2"),
+            "{msg}"
+        );
 
         let missing = dir.join("missing.json");
         let msg = resolve::<Exp>(Some(&missing), &[]).unwrap_err().to_string();

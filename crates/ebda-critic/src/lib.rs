@@ -149,10 +149,16 @@ impl CriticConfig {
             return Err(invalid("code_dim", "must be > 0, got 0".into()));
         }
         if let Some(i) = self.hidden.iter().position(|&h| h == 0) {
-            return Err(invalid("hidden", format!("widths must be > 0, got 0 at index {i}")));
+            return Err(invalid(
+                "hidden",
+                format!("widths must be > 0, got 0 at index {i}"),
+            ));
         }
         if !(self.margin.is_finite() && self.margin > 0.0) {
-            return Err(invalid("margin", format!("must be > 0, got {}", self.margin)));
+            return Err(invalid(
+                "margin",
+                format!("must be > 0, got {}", self.margin),
+            ));
         }
         if !(self.pull_away_weight.is_finite() && self.pull_away_weight >= 0.0) {
             return Err(invalid(
@@ -319,7 +325,12 @@ impl EnergyCritic {
     ///
     /// # Shapes
     /// `f_src: [b_s, in_dim]`, `f_tgt: [b_t, in_dim]` → scalars
-    pub fn critic_loss_at(&self, f_src: &Tensor, f_tgt: &Tensor, margin: f64) -> Result<CriticLoss> {
+    pub fn critic_loss_at(
+        &self,
+        f_src: &Tensor,
+        f_tgt: &Tensor,
+        margin: f64,
+    ) -> Result<CriticLoss> {
         let e_src = self.energy(&f_src.detach())?; // [b_s]
         let e_tgt = self.energy(&f_tgt.detach())?; // [b_t]
         let source_energy = e_src.mean_all()?;

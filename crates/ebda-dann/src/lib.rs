@@ -102,10 +102,16 @@ impl DiscriminatorConfig {
             return Err(invalid("in_dim", "must be > 0, got 0".into()));
         }
         if let Some(i) = self.hidden.iter().position(|&h| h == 0) {
-            return Err(invalid("hidden", format!("widths must be > 0, got 0 at index {i}")));
+            return Err(invalid(
+                "hidden",
+                format!("widths must be > 0, got 0 at index {i}"),
+            ));
         }
         if !(0.0..=1.0).contains(&self.dropout) {
-            return Err(invalid("dropout", format!("must be in [0, 1], got {}", self.dropout)));
+            return Err(invalid(
+                "dropout",
+                format!("must be in [0, 1], got {}", self.dropout),
+            ));
         }
         Ok(())
     }

@@ -28,10 +28,18 @@ fn grl_flips_the_extractor_gradient_and_keeps_the_discriminator_gradient() {
     let lambda = 0.7;
     let run = |reverse: bool| {
         let f = extractor.forward(&x).unwrap();
-        let f = if reverse { grad_reverse(&f, lambda).unwrap() } else { f };
+        let f = if reverse {
+            grad_reverse(&f, lambda).unwrap()
+        } else {
+            f
+        };
         let d = disc.forward(&f.relu().unwrap()).unwrap();
         let g = d.sum_all().unwrap().backward().unwrap();
-        (to_vec(&d), to_vec(g.get(&w_f).unwrap()), to_vec(g.get(&w_d).unwrap()))
+        (
+            to_vec(&d),
+            to_vec(g.get(&w_f).unwrap()),
+            to_vec(g.get(&w_d).unwrap()),
+        )
     };
     let (d_plain, gf_plain, gd_plain) = run(false);
     let (d_rev, gf_rev, gd_rev) = run(true);
@@ -51,15 +59,25 @@ fn bce_is_stable_and_matches_hand_values() {
     // z = −3, y = 1: 3 + log(1 + e^−3) = 3.048587.
     let z = Tensor::from_slice(&[0f32, 0., 2., -3.], 4, &dev).unwrap();
     let y = Tensor::from_slice(&[0f32, 1., 1., 1.], 4, &dev).unwrap();
-    let want = (2.0 * 2f64.ln() + (1.0 + (-2f64).exp()).ln() + 3.0 + (1.0 + (-3f64).exp()).ln()) / 4.0;
+    let want =
+        (2.0 * 2f64.ln() + (1.0 + (-2f64).exp()).ln() + 3.0 + (1.0 + (-3f64).exp()).ln()) / 4.0;
     let got = bce_with_logits(&z, &y).unwrap().to_scalar::<f32>().unwrap();
     assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
     // Huge logits stay finite: z = ±1000 with the right label → loss ≈ 0.
     let z = Tensor::from_slice(&[1000f32, -1000.], 2, &dev).unwrap();
     let y = Tensor::from_slice(&[1f32, 0.], 2, &dev).unwrap();
-    assert_eq!(bce_with_logits(&z, &y).unwrap().to_scalar::<f32>().unwrap(), 0.0);
+    assert_eq!(
+        bce_with_logits(&z, &y).unwrap().to_scalar::<f32>().unwrap(),
+        0.0
+    );
     let y_wrong = Tensor::from_slice(&[0f32, 1.], 2, &dev).unwrap();
-    assert_eq!(bce_with_logits(&z, &y_wrong).unwrap().to_scalar::<f32>().unwrap(), 1000.0);
+    assert_eq!(
+        bce_with_logits(&z, &y_wrong)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        1000.0
+    );
 }
 
 #[test]
@@ -81,8 +99,13 @@ fn discriminator_shapes_parameters_and_modes() {
     let dev = device();
     let map = VarMap::new();
     let vb = seeded_var_builder(&map, 0, DType::F32, &dev);
-    let disc = DiscriminatorConfig::default().init(vb, &Rng::new(0)).unwrap();
-    assert_eq!(parameter_count(&map), 500 * 500 + 500 + 500 * 500 + 500 + 500 + 1);
+    let disc = DiscriminatorConfig::default()
+        .init(vb, &Rng::new(0))
+        .unwrap();
+    assert_eq!(
+        parameter_count(&map),
+        500 * 500 + 500 + 500 * 500 + 500 + 500 + 1
+    );
     let x = Tensor::randn(0f32, 1., (6, 500), &dev).unwrap();
     assert_eq!(disc.forward_t(&x, true).unwrap().dims(), &[6]);
     let e1 = to_vec(&disc.forward_t(&x, false).unwrap());
@@ -91,21 +114,44 @@ fn discriminator_shapes_parameters_and_modes() {
 
     let map = VarMap::new();
     let vb = seeded_var_builder(&map, 0, DType::F32, &dev);
-    let cfg = DiscriminatorConfig { in_dim: 8, hidden: vec![16], batch_norm: true, ..Default::default() };
+    let cfg = DiscriminatorConfig {
+        in_dim: 8,
+        hidden: vec![16],
+        batch_norm: true,
+        ..Default::default()
+    };
     let disc = cfg.init(vb, &Rng::new(0)).unwrap();
     // BN adds γ and β (trainable) and running mean/var (buffers).
     assert_eq!(parameter_count(&map), 8 * 16 + 16 + 16 + 16 + 16 + 1);
     let x = Tensor::randn(0f32, 1., (6, 8), &dev).unwrap();
     assert_eq!(disc.forward_t(&x, true).unwrap().dims(), &[6]);
-    let err = disc.forward_t(&Tensor::zeros((2, 7), DType::F32, &dev).unwrap(), true).unwrap_err();
-    assert_eq!(err.to_string(), "discriminator input: expected features of shape [batch, 8], got [2, 7]");
+    let err = disc
+        .forward_t(&Tensor::zeros((2, 7), DType::F32, &dev).unwrap(), true)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "discriminator input: expected features of shape [batch, 8], got [2, 7]"
+    );
 }
 
 #[test]
 fn bad_config_is_named() {
     let d = DiscriminatorConfig::default();
-    let err = DiscriminatorConfig { dropout: 2.0, ..d.clone() }.validate().unwrap_err();
+    let err = DiscriminatorConfig {
+        dropout: 2.0,
+        ..d.clone()
+    }
+    .validate()
+    .unwrap_err();
     assert_eq!(err.to_string(), "dropout: must be in [0, 1], got 2");
-    let err = DiscriminatorConfig { hidden: vec![0], ..d }.validate().unwrap_err();
-    assert_eq!(err.to_string(), "hidden: widths must be > 0, got 0 at index 0");
+    let err = DiscriminatorConfig {
+        hidden: vec![0],
+        ..d
+    }
+    .validate()
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "hidden: widths must be > 0, got 0 at index 0"
+    );
 }

@@ -30,7 +30,13 @@ pub struct Dtn {
 
 impl Dtn {
     /// Builds DTN with variables `conv{1,2,3}.*`, `bn{1,2,3}.*`, `fc.*`, `bn_fc.*`.
-    pub fn new(in_channels: usize, dropout: f64, spatial_dropout: bool, vb: VarBuilder, rng: &Rng) -> Result<Self> {
+    pub fn new(
+        in_channels: usize,
+        dropout: f64,
+        spatial_dropout: bool,
+        vb: VarBuilder,
+        rng: &Rng,
+    ) -> Result<Self> {
         let cfg = Conv2dConfig {
             padding: 2,
             stride: 2,

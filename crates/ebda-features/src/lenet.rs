@@ -26,9 +26,19 @@ pub struct LeNet {
 
 impl LeNet {
     /// Builds LeNet with variables `conv1.*`, `conv2.*`, `fc.*` under `vb`.
-    pub fn new(in_channels: usize, dropout: f64, spatial_dropout: bool, vb: VarBuilder, rng: &Rng) -> Result<Self> {
+    pub fn new(
+        in_channels: usize,
+        dropout: f64,
+        spatial_dropout: bool,
+        vb: VarBuilder,
+        rng: &Rng,
+    ) -> Result<Self> {
         let cfg = Conv2dConfig::default();
-        let spatial_p = if spatial_dropout { SPATIAL_DROPOUT } else { 0.0 };
+        let spatial_p = if spatial_dropout {
+            SPATIAL_DROPOUT
+        } else {
+            0.0
+        };
         let bad = |e: ebda_nn::Error| crate::invalid("dropout", e.to_string());
         Ok(Self {
             in_channels,

@@ -150,10 +150,16 @@ impl FeaturesConfig {
                 return Err(invalid("in_dim", "must be > 0 for arch mlp, got 0".into()));
             }
             if self.hidden.is_empty() {
-                return Err(invalid("hidden", "must list at least one width for arch mlp, got []".into()));
+                return Err(invalid(
+                    "hidden",
+                    "must list at least one width for arch mlp, got []".into(),
+                ));
             }
             if let Some(i) = self.hidden.iter().position(|&h| h == 0) {
-                return Err(invalid("hidden", format!("widths must be > 0, got 0 at index {i}")));
+                return Err(invalid(
+                    "hidden",
+                    format!("widths must be > 0, got 0 at index {i}"),
+                ));
             }
         }
         Ok(())
@@ -208,7 +214,12 @@ impl FeaturesConfig {
                 let vb = vb.pp("bottleneck");
                 let fc = ebda_nn::linear(backbone.out_dim(), dim, vb.pp("fc"))?;
                 let bn = ebda_nn::batch_norm(dim, vb.pp("bn"))?;
-                Ok(Box::new(WithBottleneck { backbone, fc, bn, dim }))
+                Ok(Box::new(WithBottleneck {
+                    backbone,
+                    fc,
+                    bn,
+                    dim,
+                }))
             }
         }
     }

@@ -14,7 +14,13 @@ pub struct Mlp {
 
 impl Mlp {
     /// Builds the MLP with variables `layers.{i}.*` under `vb`.
-    pub fn new(in_dim: usize, hidden: &[usize], dropout: f64, vb: VarBuilder, rng: &Rng) -> Result<Self> {
+    pub fn new(
+        in_dim: usize,
+        hidden: &[usize],
+        dropout: f64,
+        vb: VarBuilder,
+        rng: &Rng,
+    ) -> Result<Self> {
         let mut widths = vec![in_dim];
         widths.extend(hidden);
         let layers = widths
@@ -22,8 +28,13 @@ impl Mlp {
             .enumerate()
             .map(|(i, w)| ebda_nn::linear(w[0], w[1], vb.pp("layers").pp(i)))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let dropout = Dropout::new(dropout, rng).map_err(|e| crate::invalid("dropout", e.to_string()))?;
-        Ok(Self { in_dim, layers, dropout })
+        let dropout =
+            Dropout::new(dropout, rng).map_err(|e| crate::invalid("dropout", e.to_string()))?;
+        Ok(Self {
+            in_dim,
+            layers,
+            dropout,
+        })
     }
 }
 
@@ -46,7 +57,10 @@ impl FeatureExtractor for Mlp {
     }
 
     fn out_dim(&self) -> usize {
-        self.layers.last().map(|l| l.weight().dims()[0]).unwrap_or(self.in_dim)
+        self.layers
+            .last()
+            .map(|l| l.weight().dims()[0])
+            .unwrap_or(self.in_dim)
     }
 
     fn input_dims(&self) -> Vec<usize> {

@@ -20,7 +20,14 @@ fn build(cfg: &FeaturesConfig, dev: &Device) -> (VarMap, Box<dyn FeatureExtracto
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 /// Checks shapes in both modes, eval determinism, train stochasticity and
@@ -33,8 +40,15 @@ fn exercise(f: &dyn FeatureExtractor, map: &VarMap, input: &[usize], dev: &Devic
     assert_eq!(train.dims(), &[8, f.out_dim()]);
     let eval = f.forward_t(&x, false).unwrap();
     assert_eq!(eval.dims(), &[8, f.out_dim()]);
-    assert_eq!(max_abs_diff(&eval, &f.forward_t(&x, false).unwrap()), 0.0, "eval must be deterministic");
-    assert!(max_abs_diff(&train, &f.forward_t(&x, true).unwrap()) > 0.0, "train mode draws dropout");
+    assert_eq!(
+        max_abs_diff(&eval, &f.forward_t(&x, false).unwrap()),
+        0.0,
+        "eval must be deterministic"
+    );
+    assert!(
+        max_abs_diff(&train, &f.forward_t(&x, true).unwrap()) > 0.0,
+        "train mode draws dropout"
+    );
     let grads = train.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     for (name, var) in trainable_vars(map) {
         assert!(grads.get(&var).is_some(), "no gradient for {name}");
@@ -50,14 +64,26 @@ fn lenet_matches_the_reference() {
     assert_eq!(f.out_dim(), 500);
     assert_eq!(f.input_dims(), vec![1, 28, 28]);
     exercise(f.as_ref(), &map, &[1, 28, 28], &dev);
-    let err = f.forward_t(&Tensor::zeros((2, 1, 32, 32), DType::F32, &dev).unwrap(), false).err().unwrap();
-    assert_eq!(err.to_string(), "lenet input: expected [batch > 0, 1, 28, 28], got [2, 1, 32, 32]");
+    let err = f
+        .forward_t(
+            &Tensor::zeros((2, 1, 32, 32), DType::F32, &dev).unwrap(),
+            false,
+        )
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "lenet input: expected [batch > 0, 1, 28, 28], got [2, 1, 32, 32]"
+    );
 }
 
 #[test]
 fn dtn_matches_the_reference_and_uses_running_stats_in_eval() {
     let dev = device();
-    let cfg = FeaturesConfig { arch: Arch::Dtn, ..Default::default() };
+    let cfg = FeaturesConfig {
+        arch: Arch::Dtn,
+        ..Default::default()
+    };
     let (map, f) = build(&cfg, &dev);
     // conv 3·64·25+64 = 4 864, 64·128·25+128 = 204 928, 128·256·25+256 = 819 456;
     // BN2d γ,β: 2·(64+128+256) = 896; fc 4096·512+512 = 2 097 664; BN1d γ,β: 1 024.
@@ -75,13 +101,21 @@ fn dtn_matches_the_reference_and_uses_running_stats_in_eval() {
 #[test]
 fn mlp_and_bottleneck() {
     let dev = device();
-    let cfg = FeaturesConfig { arch: Arch::Mlp, in_dim: 20, hidden: vec![16, 12], ..Default::default() };
+    let cfg = FeaturesConfig {
+        arch: Arch::Mlp,
+        in_dim: 20,
+        hidden: vec![16, 12],
+        ..Default::default()
+    };
     let (map, f) = build(&cfg, &dev);
     assert_eq!(parameter_count(&map), 20 * 16 + 16 + 16 * 12 + 12);
     assert_eq!(f.out_dim(), 12);
     exercise(f.as_ref(), &map, &[20], &dev);
 
-    let cfg = FeaturesConfig { bottleneck: Some(64), ..Default::default() };
+    let cfg = FeaturesConfig {
+        bottleneck: Some(64),
+        ..Default::default()
+    };
     assert_eq!(cfg.out_dim(), 64);
     let (map, f) = build(&cfg, &dev);
     assert_eq!(parameter_count(&map), 426_070 + 500 * 64 + 64 + 2 * 64);
@@ -92,20 +126,46 @@ fn mlp_and_bottleneck() {
 #[test]
 fn without_dropout_train_and_eval_agree_for_lenet() {
     let dev = device();
-    let cfg = FeaturesConfig { dropout: Some(0.0), spatial_dropout: false, ..Default::default() };
+    let cfg = FeaturesConfig {
+        dropout: Some(0.0),
+        spatial_dropout: false,
+        ..Default::default()
+    };
     let (_, f) = build(&cfg, &dev);
     let x = Tensor::randn(0f32, 1., (4, 1, 28, 28), &dev).unwrap();
-    assert_eq!(max_abs_diff(&f.forward_t(&x, true).unwrap(), &f.forward_t(&x, false).unwrap()), 0.0);
+    assert_eq!(
+        max_abs_diff(
+            &f.forward_t(&x, true).unwrap(),
+            &f.forward_t(&x, false).unwrap()
+        ),
+        0.0
+    );
 }
 
 #[test]
 fn bad_config_is_named() {
     let bad = |c: FeaturesConfig| c.validate().unwrap_err().to_string();
     let d = FeaturesConfig::default();
-    assert_eq!(bad(FeaturesConfig { dropout: Some(1.5), ..d.clone() }), "dropout: must be in [0, 1], got 1.5");
     assert_eq!(
-        bad(FeaturesConfig { arch: Arch::Mlp, hidden: vec![], ..d.clone() }),
+        bad(FeaturesConfig {
+            dropout: Some(1.5),
+            ..d.clone()
+        }),
+        "dropout: must be in [0, 1], got 1.5"
+    );
+    assert_eq!(
+        bad(FeaturesConfig {
+            arch: Arch::Mlp,
+            hidden: vec![],
+            ..d.clone()
+        }),
         "hidden: must list at least one width for arch mlp, got []"
     );
-    assert_eq!(bad(FeaturesConfig { bottleneck: Some(0), ..d }), "bottleneck: must be > 0, got 0");
+    assert_eq!(
+        bad(FeaturesConfig {
+            bottleneck: Some(0),
+            ..d
+        }),
+        "bottleneck: must be > 0, got 0"
+    );
 }

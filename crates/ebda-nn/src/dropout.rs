@@ -35,9 +35,13 @@ fn mask_values(rng: &Rng, n: usize, p: f64) -> Vec<f32> {
 
 fn apply_mask(x: &Tensor, mask_shape: &[usize], rng: &Rng, p: f64) -> Result<Tensor> {
     let n = mask_shape.iter().product();
-    let mask = Tensor::from_vec(mask_values(rng, n, p), mask_shape, &candle_core::Device::Cpu)?
-        .to_dtype(x.dtype())?
-        .to_device(x.device())?;
+    let mask = Tensor::from_vec(
+        mask_values(rng, n, p),
+        mask_shape,
+        &candle_core::Device::Cpu,
+    )?
+    .to_dtype(x.dtype())?
+    .to_device(x.device())?;
     x.broadcast_mul(&mask)
 }
 
@@ -52,7 +56,10 @@ impl Dropout {
     /// Dropout with probability `p ∈ [0, 1]`, drawing masks from `rng`.
     pub fn new(p: f64, rng: &Rng) -> std::result::Result<Self, Error> {
         check_p(p)?;
-        Ok(Self { p, rng: rng.clone() })
+        Ok(Self {
+            p,
+            rng: rng.clone(),
+        })
     }
 
     /// The drop probability.
@@ -81,7 +88,10 @@ impl Dropout2d {
     /// Channel dropout with probability `p ∈ [0, 1]`, drawing masks from `rng`.
     pub fn new(p: f64, rng: &Rng) -> std::result::Result<Self, Error> {
         check_p(p)?;
-        Ok(Self { p, rng: rng.clone() })
+        Ok(Self {
+            p,
+            rng: rng.clone(),
+        })
     }
 
     /// # Shapes
@@ -105,9 +115,21 @@ mod tests {
         let rng = Rng::new(0);
         let x = Tensor::ones((64, 100), DType::F32, &Device::Cpu).unwrap();
         let d = Dropout::new(0.5, &rng).unwrap();
-        let y: Vec<f32> = d.forward_t(&x, false).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let y: Vec<f32> = d
+            .forward_t(&x, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert!(y.iter().all(|v| *v == 1.0));
-        let y: Vec<f32> = d.forward_t(&x, true).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let y: Vec<f32> = d
+            .forward_t(&x, true)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert!(y.iter().all(|v| *v == 0.0 || *v == 2.0));
         let dropped = y.iter().filter(|v| **v == 0.0).count() as f64 / y.len() as f64;
         assert!((dropped - 0.5).abs() < 0.05, "dropped share {dropped}");
@@ -120,19 +142,35 @@ mod tests {
         let d = Dropout2d::new(0.5, &rng).unwrap();
         let saved = rng.state();
         let y = d.forward_t(&x, true).unwrap();
-        let per_map: Vec<Vec<f32>> = y.flatten_from(2).unwrap().flatten_to(1).unwrap().to_vec2().unwrap();
+        let per_map: Vec<Vec<f32>> = y
+            .flatten_from(2)
+            .unwrap()
+            .flatten_to(1)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
         for m in &per_map {
             assert!(m.iter().all(|v| *v == m[0]), "a map is not uniform: {m:?}");
         }
         rng.restore(&saved);
         let again = d.forward_t(&x, true).unwrap();
-        let diff = (y - again).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (y - again)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(diff, 0.0);
     }
 
     #[test]
     fn bad_probability_is_rejected() {
         let err = Dropout::new(1.5, &Rng::new(0)).unwrap_err();
-        assert_eq!(err.to_string(), "dropout: probability must be in [0, 1], got 1.5");
+        assert_eq!(
+            err.to_string(),
+            "dropout: probability must be in [0, 1], got 1.5"
+        );
     }
 }

@@ -43,7 +43,12 @@ pub fn conv2d(
     let fan_in = in_channels / cfg.groups.max(1) * kernel * kernel;
     let init = fan_in_uniform(fan_in);
     let weight = vb.get_with_hints(
-        (out_channels, in_channels / cfg.groups.max(1), kernel, kernel),
+        (
+            out_channels,
+            in_channels / cfg.groups.max(1),
+            kernel,
+            kernel,
+        ),
         "weight",
         init,
     )?;

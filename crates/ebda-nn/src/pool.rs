@@ -157,7 +157,10 @@ mod tests {
                     let mut best = (f32::NEG_INFINITY, usize::MAX);
                     for u in 0..k.0 {
                         for v in 0..k.1 {
-                            let (r, q) = ((i * s.0 + u) as isize - p.0 as isize, (j * s.1 + v) as isize - p.1 as isize);
+                            let (r, q) = (
+                                (i * s.0 + u) as isize - p.0 as isize,
+                                (j * s.1 + v) as isize - p.1 as isize,
+                            );
                             if r < 0 || q < 0 || r >= h as isize || q >= w as isize {
                                 continue;
                             }
@@ -183,27 +186,48 @@ mod tests {
         let xs: Vec<f32> = (0..n).map(|_| rng.random_range(-3.0..3.0)).collect();
         let x = Var::from_tensor(&Tensor::from_vec(xs.clone(), dims, &dev).unwrap()).unwrap();
         let y = max_pool2d(&x, (k, k), (s, s), (p, p)).unwrap();
-        let gs: Vec<f32> = (0..y.elem_count()).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let gs: Vec<f32> = (0..y.elem_count())
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         let g = Tensor::from_vec(gs.clone(), y.shape(), &dev).unwrap();
         // L = Σ g ⊙ y, so ∂L/∂y = g and ∂L/∂x routes each g to its window's argmax.
         let grads = (&y * &g).unwrap().sum_all().unwrap().backward().unwrap();
-        let dx: Vec<f32> = grads.get(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let dx: Vec<f32> = grads
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let (y_ref, dx_ref) = reference(&xs, dims, (k, k), (s, s), (p, p), &gs);
         let yv: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(yv, y_ref, "values {dims:?} k{k} s{s} p{p}");
         for (a, b) in dx.iter().zip(&dx_ref) {
-            assert!((a - b).abs() < 1e-6, "grad {dims:?} k{k} s{s} p{p}: {a} vs {b}");
+            assert!(
+                (a - b).abs() < 1e-6,
+                "grad {dims:?} k{k} s{s} p{p}: {a} vs {b}"
+            );
         }
     }
 
     #[test]
     fn two_by_two_routes_whole_gradient_to_the_maximum() {
-        let x = Var::from_tensor(&Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu).unwrap()).unwrap();
+        let x = Var::from_tensor(&Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu).unwrap())
+            .unwrap();
         let y = max_pool2d(&x, (2, 2), (2, 2), (0, 0)).unwrap();
-        assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![4.0]);
+        assert_eq!(
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![4.0]
+        );
         let g = y.sum_all().unwrap().backward().unwrap();
         // dL/dx = 1 at the maximum (x = 4), 0 elsewhere.
-        let dx = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let dx = g
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(dx, vec![0.0, 0.0, 0.0, 1.0]);
     }
 
@@ -228,7 +252,14 @@ mod tests {
         let x = Tensor::randn(0f32, 1., (2, 4, 12, 12), &dev).unwrap();
         let ours = max_pool2d(&x, (2, 2), (2, 2), (0, 0)).unwrap();
         let theirs = x.max_pool2d(2).unwrap();
-        let d = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(d, 0.0);
     }
 

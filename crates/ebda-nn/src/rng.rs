@@ -25,7 +25,9 @@ impl Rng {
     /// Locks the generator for a run of draws.
     pub fn lock(&self) -> MutexGuard<'_, Pcg64Mcg> {
         // A panic while holding the lock cannot leave a PCG state torn.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The current position of the sequence.

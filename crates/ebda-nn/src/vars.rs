@@ -23,12 +23,18 @@ pub fn named_vars(map: &VarMap) -> Vec<(String, Var)> {
 
 /// The trainable variables of `map` (buffers excluded), sorted by name.
 pub fn trainable_vars(map: &VarMap) -> Vec<(String, Var)> {
-    named_vars(map).into_iter().filter(|(n, _)| !is_buffer(n)).collect()
+    named_vars(map)
+        .into_iter()
+        .filter(|(n, _)| !is_buffer(n))
+        .collect()
 }
 
 /// Number of trainable scalars in `map`.
 pub fn parameter_count(map: &VarMap) -> usize {
-    trainable_vars(map).iter().map(|(_, v)| v.elem_count()).sum()
+    trainable_vars(map)
+        .iter()
+        .map(|(_, v)| v.elem_count())
+        .sum()
 }
 
 #[cfg(test)]
@@ -46,7 +52,14 @@ mod tests {
         let names: Vec<String> = named_vars(&map).into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
-            ["a.bias", "a.running_mean", "a.running_var", "a.weight", "b.bias", "b.weight"]
+            [
+                "a.bias",
+                "a.running_mean",
+                "a.running_var",
+                "a.weight",
+                "b.bias",
+                "b.weight"
+            ]
         );
         assert_eq!(trainable_vars(&map).len(), 4);
         assert_eq!(parameter_count(&map), 4 + 4 + 12 + 4);
