@@ -23,7 +23,13 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 
 fn idx_header(path: &Path, bytes: &[u8], magic: u32, what: &str) -> Result<Vec<usize>> {
     if bytes.len() < 4 {
-        return Err(Error::format(path, format!("truncated: {} bytes, too short for an idx header", bytes.len())));
+        return Err(Error::format(
+            path,
+            format!(
+                "truncated: {} bytes, too short for an idx header",
+                bytes.len()
+            ),
+        ));
     }
     let found = be_u32(bytes, 0);
     if found != magic {
@@ -35,16 +41,28 @@ fn idx_header(path: &Path, bytes: &[u8], magic: u32, what: &str) -> Result<Vec<u
     let ndim = (magic & 0xff) as usize;
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
-        return Err(Error::format(path, format!("truncated: {} bytes, the idx header needs {header}", bytes.len())));
+        return Err(Error::format(
+            path,
+            format!(
+                "truncated: {} bytes, the idx header needs {header}",
+                bytes.len()
+            ),
+        ));
     }
-    let dims: Vec<usize> = (0..ndim).map(|i| be_u32(bytes, 4 + 4 * i) as usize).collect();
+    let dims: Vec<usize> = (0..ndim)
+        .map(|i| be_u32(bytes, 4 + 4 * i) as usize)
+        .collect();
     let want = header + dims.iter().product::<usize>();
     if bytes.len() != want {
         return Err(Error::format(
             path,
             format!(
                 "{} file: header says {dims:?} ({want} bytes with the header), found {} bytes",
-                if bytes.len() < want { "truncated" } else { "oversized" },
+                if bytes.len() < want {
+                    "truncated"
+                } else {
+                    "oversized"
+                },
                 bytes.len()
             ),
         ));
@@ -67,7 +85,11 @@ pub fn read_idx_labels(path: &Path, num_classes: usize) -> Result<Vec<u32>> {
     if let Some(i) = labels.iter().position(|&y| y as usize >= num_classes) {
         return Err(Error::format(
             path,
-            format!("label {} of sample {i} out of range 0..{}", labels[i], num_classes - 1),
+            format!(
+                "label {} of sample {i} out of range 0..{}",
+                labels[i],
+                num_classes - 1
+            ),
         ));
     }
     Ok(labels.iter().map(|&y| u32::from(y)).collect())
@@ -78,7 +100,12 @@ pub fn mnist(root: &Path, split: &str) -> Result<Dataset> {
     let prefix = match split {
         "train" => "train",
         "test" => "t10k",
-        other => return Err(Error::config("split", format!("mnist has splits train and test, got {other:?}"))),
+        other => {
+            return Err(Error::config(
+                "split",
+                format!("mnist has splits train and test, got {other:?}"),
+            ));
+        }
     };
     let images_name = format!("{prefix}-images-idx3-ubyte");
     let labels_name = format!("{prefix}-labels-idx1-ubyte");
@@ -89,13 +116,20 @@ pub fn mnist(root: &Path, split: &str) -> Result<Dataset> {
     if labels.len() != n {
         return Err(Error::format(
             &labels_path,
-            format!("{} labels, but {} holds {n} images", labels.len(), images_path.display()),
+            format!(
+                "{} labels, but {} holds {n} images",
+                labels.len(),
+                images_path.display()
+            ),
         ));
     }
     let (lo, hi) = min_max_u8(&pixels);
     Ok(Dataset {
         name: format!("mnist/{split}"),
-        samples: Samples::Images { pixels, dims: [1, h, w] },
+        samples: Samples::Images {
+            pixels,
+            dims: [1, h, w],
+        },
         labels,
         num_classes: DIGIT_CLASSES,
         class_names: None,
@@ -118,7 +152,8 @@ const USPS_PIXELS: usize = USPS_SIDE * USPS_SIDE;
 /// `u8 = round((v + 1) · 127.5)`; returns pixels `[n, 1, 16, 16]`, labels
 /// (digit = libsvm label − 1) and the value range seen.
 pub fn parse_usps_libsvm(path: &Path, text: &[u8]) -> Result<(Vec<u8>, Vec<u32>, (f32, f32))> {
-    let text = std::str::from_utf8(text).map_err(|e| Error::format(path, format!("not UTF-8 text: {e}")))?;
+    let text = std::str::from_utf8(text)
+        .map_err(|e| Error::format(path, format!("not UTF-8 text: {e}")))?;
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
@@ -126,7 +161,9 @@ pub fn parse_usps_libsvm(path: &Path, text: &[u8]) -> Result<(Vec<u8>, Vec<u32>,
         let at = |reason: String| Error::format(path, format!("line {}: {reason}", lineno + 1));
         let mut tokens = line.split_whitespace();
         let Some(label) = tokens.next() else { continue };
-        let y: f64 = label.parse().map_err(|_| at(format!("label {label:?} is not a number")))?;
+        let y: f64 = label
+            .parse()
+            .map_err(|_| at(format!("label {label:?} is not a number")))?;
         if y.fract() != 0.0 || !(1.0..=10.0).contains(&y) {
             return Err(at(format!("label {label} out of range 1..10 (digit + 1)")));
         }
@@ -136,11 +173,17 @@ pub fn parse_usps_libsvm(path: &Path, text: &[u8]) -> Result<(Vec<u8>, Vec<u32>,
             let (k, v) = token
                 .split_once(':')
                 .ok_or_else(|| at(format!("token {token:?} is not index:value")))?;
-            let k: usize = k.parse().map_err(|_| at(format!("feature index {k:?} is not an integer")))?;
+            let k: usize = k
+                .parse()
+                .map_err(|_| at(format!("feature index {k:?} is not an integer")))?;
             if !(1..=USPS_PIXELS).contains(&k) {
-                return Err(at(format!("feature index {k} out of range 1..{USPS_PIXELS}")));
+                return Err(at(format!(
+                    "feature index {k} out of range 1..{USPS_PIXELS}"
+                )));
             }
-            let v: f32 = v.parse().map_err(|_| at(format!("value {v:?} of index {k} is not a number")))?;
+            let v: f32 = v
+                .parse()
+                .map_err(|_| at(format!("value {v:?} of index {k} is not a number")))?;
             if !(-1.0001..=1.0001).contains(&v) {
                 return Err(at(format!("value {v} of index {k} outside [-1, 1]")));
             }
@@ -163,14 +206,22 @@ pub fn usps(root: &Path, split: &str) -> Result<Dataset> {
     let base = match split {
         "train" => "usps",
         "test" => "usps.t",
-        other => return Err(Error::config("split", format!("usps has splits train and test, got {other:?}"))),
+        other => {
+            return Err(Error::config(
+                "split",
+                format!("usps has splits train and test, got {other:?}"),
+            ));
+        }
     };
     let path = first_existing(root, &[&format!("{base}.bz2"), base])?;
     let text = read_maybe_compressed(&path)?;
     let (pixels, labels, range) = parse_usps_libsvm(&path, &text)?;
     Ok(Dataset {
         name: format!("usps/{split}"),
-        samples: Samples::Images { pixels, dims: [1, USPS_SIDE, USPS_SIDE] },
+        samples: Samples::Images {
+            pixels,
+            dims: [1, USPS_SIDE, USPS_SIDE],
+        },
         labels,
         num_classes: DIGIT_CLASSES,
         class_names: None,

@@ -15,7 +15,10 @@ pub fn safetensors_features(
     limit: Option<usize>,
 ) -> Result<Dataset> {
     if !path.is_file() {
-        return Err(crate::io::not_found_or_io(path, std::io::ErrorKind::NotFound.into()));
+        return Err(crate::io::not_found_or_io(
+            path,
+            std::io::ErrorKind::NotFound.into(),
+        ));
     }
     let tensors = candle_core::safetensors::load(path, &Device::Cpu)
         .map_err(|e| Error::format(path, format!("not a readable safetensors file: {e}")))?;
@@ -23,19 +26,31 @@ pub fn safetensors_features(
         tensors.get(name).ok_or_else(|| {
             let mut present: Vec<&String> = tensors.keys().collect();
             present.sort();
-            Error::format(path, format!("no tensor {name:?} (the file has {present:?})"))
+            Error::format(
+                path,
+                format!("no tensor {name:?} (the file has {present:?})"),
+            )
         })
     };
     let x = get(features_key)?;
     let y = get(labels_key)?;
-    let (n, dim) = x
-        .dims2()
-        .map_err(|_| Error::format(path, format!("{features_key} has shape {:?}, expected [n, d]", x.dims())))?;
+    let (n, dim) = x.dims2().map_err(|_| {
+        Error::format(
+            path,
+            format!("{features_key} has shape {:?}, expected [n, d]", x.dims()),
+        )
+    })?;
     if y.dims() != [n] {
-        return Err(Error::format(path, format!("{labels_key} has shape {:?}, expected [{n}]", y.dims())));
+        return Err(Error::format(
+            path,
+            format!("{labels_key} has shape {:?}, expected [{n}]", y.dims()),
+        ));
     }
     if y.dtype().is_float() {
-        return Err(Error::format(path, format!("{labels_key} is {:?}, expected an integer type", y.dtype())));
+        return Err(Error::format(
+            path,
+            format!("{labels_key} is {:?}, expected an integer type", y.dtype()),
+        ));
     }
     let values: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let raw: Vec<i64> = y.to_dtype(DType::I64)?.to_vec1()?;
@@ -51,15 +66,27 @@ pub fn safetensors_features(
             if let Some(k) = limit
                 && y >= k as i64
             {
-                return Err(bad(format!("out of range {base}..{}", k as i64 + i64::from(base) - 1)));
+                return Err(bad(format!(
+                    "out of range {base}..{}",
+                    k as i64 + i64::from(base) - 1
+                )));
             }
             Ok(y as u32)
         })
         .collect::<Result<Vec<u32>>>()?;
     let num_classes = limit.unwrap_or_else(|| labels.iter().max().map_or(0, |&m| m as usize + 1));
-    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    let (lo, hi) = values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
     Ok(Dataset {
-        name: format!("features/{}", path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
+        name: format!(
+            "features/{}",
+            path.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ),
         samples: Samples::Vectors { values, dim },
         labels,
         num_classes,

@@ -55,7 +55,8 @@ pub type Sources = BTreeMap<String, Source>;
 /// Reads a `sources.json`.
 pub fn read_sources(path: &Path) -> Result<Sources> {
     let text = std::fs::read_to_string(path).map_err(|e| crate::io::not_found_or_io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::format(path, format!("invalid sources file: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| Error::format(path, format!("invalid sources file: {e}")))
 }
 
 /// Outcome of checking one file.
@@ -64,7 +65,11 @@ pub enum FileStatus {
     Ok,
     Missing,
     /// The file is there but its checksum is not the published one.
-    Mismatch { algorithm: &'static str, expected: String, found: String },
+    Mismatch {
+        algorithm: &'static str,
+        expected: String,
+        found: String,
+    },
     /// No checksum is published for the file.
     Unverified,
 }
@@ -85,7 +90,11 @@ impl SourceFile {
         Ok(if found.eq_ignore_ascii_case(expected) {
             FileStatus::Ok
         } else {
-            FileStatus::Mismatch { algorithm, expected: expected.clone(), found }
+            FileStatus::Mismatch {
+                algorithm,
+                expected: expected.clone(),
+                found,
+            }
         })
     }
 }
@@ -155,7 +164,10 @@ pub fn fetch(data_dir: &Path, name: &str, source: &Source, progress: bool) -> Re
                 continue;
             }
             FileStatus::Mismatch { .. } => {
-                tracing::warn!("{} does not match its published checksum; downloading it again", path.display());
+                tracing::warn!(
+                    "{} does not match its published checksum; downloading it again",
+                    path.display()
+                );
             }
             FileStatus::Missing | FileStatus::Unverified => {}
         }
@@ -191,15 +203,26 @@ pub fn fetch(data_dir: &Path, name: &str, source: &Source, progress: bool) -> Re
 }
 
 /// Downloads one URL to `path` via `path.part` (resumed if present).
-fn download_one(agent: &ureq::Agent, url: &str, file: &SourceFile, path: &Path, progress: bool) -> Result<()> {
-    let fail = |reason: String| Error::Fetch { url: url.to_string(), reason };
+fn download_one(
+    agent: &ureq::Agent,
+    url: &str,
+    file: &SourceFile,
+    path: &Path,
+    progress: bool,
+) -> Result<()> {
+    let fail = |reason: String| Error::Fetch {
+        url: url.to_string(),
+        reason,
+    };
     let part = path.with_file_name(format!("{}.part", file.name));
     let have = part.metadata().map(|m| m.len()).unwrap_or(0);
     let mut request = agent.get(url);
     if have > 0 {
         request = request.header("Range", format!("bytes={have}-"));
     }
-    let mut response = request.call().map_err(|e| fail(format!("request failed: {e}")))?;
+    let mut response = request
+        .call()
+        .map_err(|e| fail(format!("request failed: {e}")))?;
     let status = response.status().as_u16();
     let append = match status {
         206 => true,
@@ -211,7 +234,11 @@ fn download_one(agent: &ureq::Agent, url: &str, file: &SourceFile, path: &Path, 
         404 => return Err(fail("404 not found".into())),
         s => return Err(fail(format!("HTTP status {s}"))),
     };
-    let remaining = if status == 416 { Some(0) } else { response.body().content_length() };
+    let remaining = if status == 416 {
+        Some(0)
+    } else {
+        response.body().content_length()
+    };
     let start = if append { have } else { 0 };
     let total = remaining.map(|r| r + start).or(file.size);
     let mut out = std::fs::OpenOptions::new()
@@ -221,10 +248,16 @@ fn download_one(agent: &ureq::Agent, url: &str, file: &SourceFile, path: &Path, 
         .truncate(!append)
         .open(&part)
         .map_err(|e| Error::io(&part, e))?;
-    let bar = if progress { indicatif::ProgressBar::new(total.unwrap_or(0)) } else { indicatif::ProgressBar::hidden() };
+    let bar = if progress {
+        indicatif::ProgressBar::new(total.unwrap_or(0))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message(file.name.clone());
     bar.set_position(start);
@@ -266,10 +299,19 @@ fn download_one(agent: &ureq::Agent, url: &str, file: &SourceFile, path: &Path, 
             std::fs::rename(&part, path).map_err(|e| Error::io(path, e))?;
             Ok(())
         }
-        FileStatus::Mismatch { algorithm, expected, found } => {
+        FileStatus::Mismatch {
+            algorithm,
+            expected,
+            found,
+        } => {
             std::fs::remove_file(&part).map_err(|e| Error::io(&part, e))?;
-            Err(fail(format!("{algorithm} checksum mismatch: expected {expected}, got {found}; the download was deleted")))
+            Err(fail(format!(
+                "{algorithm} checksum mismatch: expected {expected}, got {found}; the download was deleted"
+            )))
         }
-        FileStatus::Missing => Err(fail(format!("{} vanished during the download", part.display()))),
+        FileStatus::Missing => Err(fail(format!(
+            "{} vanished during the download",
+            part.display()
+        ))),
     }
 }

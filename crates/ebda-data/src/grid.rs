@@ -13,7 +13,10 @@ use std::path::Path;
 /// 56 pixels so digits are legible.
 pub fn write_grid(data: &Dataset, input: &InputConfig, per_class: usize, out: &Path) -> Result<()> {
     if matches!(data.samples, Samples::Vectors { .. }) {
-        return Err(Error::Usage(format!("{} holds feature vectors, not images: no grid", data.name)));
+        return Err(Error::Usage(format!(
+            "{} holds feature vectors, not images: no grid",
+            data.name
+        )));
     }
     let mut rows: Vec<Vec<usize>> = vec![Vec::new(); data.num_classes];
     for (i, &y) in data.labels.iter().enumerate() {
@@ -27,7 +30,8 @@ pub fn write_grid(data: &Dataset, input: &InputConfig, per_class: usize, out: &P
     let (cell_h, cell_w, pad) = (h * scale, w * scale, 2);
     let width = per_class * (cell_w + pad) + pad;
     let height = rows.len() * (cell_h + pad) + pad;
-    let mut canvas = image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb([32, 32, 32]));
+    let mut canvas =
+        image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb([32, 32, 32]));
     for (r, indices) in rows.iter().enumerate() {
         let batch = assemble(data, input, indices, false, 0, &Device::Cpu)?;
         let values: Vec<f32> = batch.inputs.flatten_all()?.to_vec1()?;
@@ -37,8 +41,16 @@ pub fn write_grid(data: &Dataset, input: &InputConfig, per_class: usize, out: &P
                     let mut px = [0u8; 3];
                     for (ch, p) in px.iter_mut().enumerate() {
                         let plane = if c == 1 { 0 } else { ch };
-                        let m = if input.mean.len() == 1 { input.mean[0] } else { input.mean[plane] } as f32;
-                        let s = if input.std.len() == 1 { input.std[0] } else { input.std[plane] } as f32;
+                        let m = if input.mean.len() == 1 {
+                            input.mean[0]
+                        } else {
+                            input.mean[plane]
+                        } as f32;
+                        let s = if input.std.len() == 1 {
+                            input.std[0]
+                        } else {
+                            input.std[plane]
+                        } as f32;
                         let v = sample[plane * h * w + (y / scale) * w + x / scale] * s + m;
                         *p = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
                     }
@@ -48,7 +60,8 @@ pub fn write_grid(data: &Dataset, input: &InputConfig, per_class: usize, out: &P
             }
         }
     }
-    canvas
-        .save(out)
-        .map_err(|e| Error::Io { path: out.to_path_buf(), source: std::io::Error::other(e.to_string()) })
+    canvas.save(out).map_err(|e| Error::Io {
+        path: out.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })
 }

@@ -20,11 +20,37 @@ use std::path::{Path, PathBuf};
 /// The 31 Office-31 classes, sorted; a class's id is its index here
 /// (the same list as tllib `tllib/vision/datasets/office31.py`).
 pub const OFFICE31_CLASSES: [&str; 31] = [
-    "back_pack", "bike", "bike_helmet", "bookcase", "bottle", "calculator", "desk_chair",
-    "desk_lamp", "desktop_computer", "file_cabinet", "headphones", "keyboard",
-    "laptop_computer", "letter_tray", "mobile_phone", "monitor", "mouse", "mug",
-    "paper_notebook", "pen", "phone", "printer", "projector", "punchers", "ring_binder",
-    "ruler", "scissors", "speaker", "stapler", "tape_dispenser", "trash_can",
+    "back_pack",
+    "bike",
+    "bike_helmet",
+    "bookcase",
+    "bottle",
+    "calculator",
+    "desk_chair",
+    "desk_lamp",
+    "desktop_computer",
+    "file_cabinet",
+    "headphones",
+    "keyboard",
+    "laptop_computer",
+    "letter_tray",
+    "mobile_phone",
+    "monitor",
+    "mouse",
+    "mug",
+    "paper_notebook",
+    "pen",
+    "phone",
+    "printer",
+    "projector",
+    "punchers",
+    "ring_binder",
+    "ruler",
+    "scissors",
+    "speaker",
+    "stapler",
+    "tape_dispenser",
+    "trash_can",
 ];
 
 /// The Office-31 domains.
@@ -33,7 +59,8 @@ pub const OFFICE31_DOMAINS: [&str; 3] = ["amazon", "dslr", "webcam"];
 /// Decodes an image file (PNG or JPEG, by content).
 pub fn decode_image(path: &Path) -> Result<image::DynamicImage> {
     let bytes = std::fs::read(path).map_err(|e| not_found_or_io(path, e))?;
-    image::load_from_memory(&bytes).map_err(|e| Error::format(path, format!("cannot decode image: {e}")))
+    image::load_from_memory(&bytes)
+        .map_err(|e| Error::format(path, format!("cannot decode image: {e}")))
 }
 
 fn read_text(path: &Path) -> Result<String> {
@@ -47,12 +74,25 @@ fn path_and_label<'a>(list: &Path, lineno: usize, line: &'a str) -> Result<(&'a 
         .rsplit_once(char::is_whitespace)
         .map(|(p, l)| (p.trim(), l))
         .filter(|(p, _)| !p.is_empty())
-        .ok_or_else(|| Error::format(list, format!("line {}: expected `path label`, got {line:?}", lineno + 1)))
+        .ok_or_else(|| {
+            Error::format(
+                list,
+                format!("line {}: expected `path label`, got {line:?}", lineno + 1),
+            )
+        })
 }
 
-fn parse_label(list: &Path, lineno: usize, token: &str, base: u32, limit: Option<usize>) -> Result<u32> {
+fn parse_label(
+    list: &Path,
+    lineno: usize,
+    token: &str,
+    base: u32,
+    limit: Option<usize>,
+) -> Result<u32> {
     let at = |why: String| Error::format(list, format!("line {}: {why}", lineno + 1));
-    let y: u64 = token.parse().map_err(|_| at(format!("label {token:?} is not a non-negative integer")))?;
+    let y: u64 = token
+        .parse()
+        .map_err(|_| at(format!("label {token:?} is not a non-negative integer")))?;
     if y < u64::from(base) {
         return Err(at(format!("label {y} below the first label {base}")));
     }
@@ -60,7 +100,10 @@ fn parse_label(list: &Path, lineno: usize, token: &str, base: u32, limit: Option
     if let Some(k) = limit
         && y >= k as u64
     {
-        return Err(at(format!("label {token} out of range {base}..{}", k as u64 + u64::from(base) - 1)));
+        return Err(at(format!(
+            "label {token} out of range {base}..{}",
+            k as u64 + u64::from(base) - 1
+        )));
     }
     Ok(y as u32)
 }
@@ -68,14 +111,21 @@ fn parse_label(list: &Path, lineno: usize, token: &str, base: u32, limit: Option
 /// MNIST-M split `train` or `test` under `root`.
 pub fn mnist_m(root: &Path, split: &str) -> Result<Dataset> {
     if !matches!(split, "train" | "test") {
-        return Err(Error::config("split", format!("mnist_m has splits train and test, got {split:?}")));
+        return Err(Error::config(
+            "split",
+            format!("mnist_m has splits train and test, got {split:?}"),
+        ));
     }
     let dir = root.join(format!("mnist_m_{split}"));
     let list = root.join(format!("mnist_m_{split}_labels.txt"));
     let text = read_text(&list)?;
     let mut names = Vec::new();
     let mut labels = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let (name, label) = path_and_label(&list, i, line)?;
         names.push(dir.join(name));
         labels.push(parse_label(&list, i, label, 0, Some(10))?);
@@ -94,9 +144,15 @@ pub fn mnist_m(root: &Path, split: &str) -> Result<Dataset> {
     let (w, h) = (decoded[0].0, decoded[0].1);
     let (w, h) = (w as usize, h as usize);
     let mut pixels = vec![0u8; names.len() * 3 * h * w];
-    for ((dw, dh, rgb), (out, path)) in decoded.iter().zip(pixels.chunks_exact_mut(3 * h * w).zip(&names)) {
+    for ((dw, dh, rgb), (out, path)) in decoded
+        .iter()
+        .zip(pixels.chunks_exact_mut(3 * h * w).zip(&names))
+    {
         if (*dw as usize, *dh as usize) != (w, h) {
-            return Err(Error::format(path, format!("image is {dw}×{dh}, the first image of the split is {w}×{h}")));
+            return Err(Error::format(
+                path,
+                format!("image is {dw}×{dh}, the first image of the split is {w}×{h}"),
+            ));
         }
         // Interleaved RGB [h, w, 3] -> planar [3, h, w].
         for (p, px) in rgb.chunks_exact(3).enumerate() {
@@ -107,7 +163,10 @@ pub fn mnist_m(root: &Path, split: &str) -> Result<Dataset> {
     }
     Ok(Dataset {
         name: format!("mnist_m/{split}"),
-        samples: Samples::Images { pixels, dims: [3, h, w] },
+        samples: Samples::Images {
+            pixels,
+            dims: [3, h, w],
+        },
         labels,
         num_classes: 10,
         class_names: None,
@@ -139,7 +198,10 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 /// Office-31 domain `amazon`, `dslr` or `webcam` under `root`.
 pub fn office31(root: &Path, domain: &str) -> Result<Dataset> {
     if !OFFICE31_DOMAINS.contains(&domain) {
-        return Err(Error::config("domain", format!("office31 domains are amazon, dslr and webcam, got {domain:?}")));
+        return Err(Error::config(
+            "domain",
+            format!("office31 domains are amazon, dslr and webcam, got {domain:?}"),
+        ));
     }
     let images = root.join(domain).join("images");
     let mut paths = Vec::new();
@@ -148,15 +210,23 @@ pub fn office31(root: &Path, domain: &str) -> Result<Dataset> {
         let Some(id) = OFFICE31_CLASSES.iter().position(|c| *c == class) else {
             return Err(Error::format(
                 &class_dir,
-                format!("unknown Office-31 class folder {class:?} (expected one of the 31 classes, e.g. back_pack)"),
+                format!(
+                    "unknown Office-31 class folder {class:?} (expected one of the 31 classes, e.g. back_pack)"
+                ),
             ));
         };
         if !class_dir.is_dir() {
-            return Err(Error::format(&class_dir, "expected a class folder, found a file"));
+            return Err(Error::format(
+                &class_dir,
+                "expected a class folder, found a file",
+            ));
         }
         for (name, file) in sorted_entries(&class_dir)? {
             if !is_image_name(&name) {
-                return Err(Error::format(&file, "not an image file (.jpg, .jpeg or .png expected)"));
+                return Err(Error::format(
+                    &file,
+                    "not an image file (.jpg, .jpeg or .png expected)",
+                ));
             }
             paths.push(file);
             labels.push(id as u32);
@@ -178,12 +248,25 @@ pub fn office31(root: &Path, domain: &str) -> Result<Dataset> {
 
 /// An image list: `list` (relative to `root` unless absolute) of
 /// `relative/path label` lines, labels counted from `base`.
-pub fn image_list(root: &Path, list: &Path, base: u32, num_classes: Option<usize>) -> Result<Dataset> {
-    let list_path = if list.is_absolute() { list.to_path_buf() } else { root.join(list) };
+pub fn image_list(
+    root: &Path,
+    list: &Path,
+    base: u32,
+    num_classes: Option<usize>,
+) -> Result<Dataset> {
+    let list_path = if list.is_absolute() {
+        list.to_path_buf()
+    } else {
+        root.join(list)
+    };
     let text = read_text(&list_path)?;
     let mut paths = Vec::new();
     let mut labels = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let (rel, label) = path_and_label(&list_path, i, line)?;
         let path = root.join(rel);
         if !path.is_file() {
@@ -198,7 +281,8 @@ pub fn image_list(root: &Path, list: &Path, base: u32, num_classes: Option<usize
     if paths.is_empty() {
         return Err(Error::format(&list_path, "no samples (empty list)"));
     }
-    let num_classes = num_classes.unwrap_or_else(|| labels.iter().max().map_or(0, |&m| m as usize + 1));
+    let num_classes =
+        num_classes.unwrap_or_else(|| labels.iter().max().map_or(0, |&m| m as usize + 1));
     Ok(Dataset {
         name: format!("image_list/{}", list.display()),
         samples: Samples::Files { paths },

@@ -27,9 +27,20 @@ pub struct Batch {
 /// Stored images are converted per sample (cheap for digits); image files
 /// are decoded in parallel with rayon. With `augment`, the random choices of
 /// sample `i` of the batch come from a generator seeded by `(aug_seed, i)`.
-pub fn assemble(data: &Dataset, input: &InputConfig, indices: &[usize], augment: bool, aug_seed: u64, device: &Device) -> Result<Batch> {
+pub fn assemble(
+    data: &Dataset,
+    input: &InputConfig,
+    indices: &[usize],
+    augment: bool,
+    aug_seed: u64,
+    device: &Device,
+) -> Result<Batch> {
     if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
-        return Err(Error::Usage(format!("index {bad} out of range for {} ({} samples)", data.name, data.len())));
+        return Err(Error::Usage(format!(
+            "index {bad} out of range for {} ({} samples)",
+            data.name,
+            data.len()
+        )));
     }
     let b = indices.len();
     let labels: Vec<u32> = indices.iter().map(|&i| data.labels[i]).collect();
@@ -42,10 +53,17 @@ pub fn assemble(data: &Dataset, input: &InputConfig, indices: &[usize], augment:
             }
             Tensor::from_vec(out, (b, *dim), device)?
         }
-        Samples::Images { pixels, dims: [c, h, w] } => {
+        Samples::Images {
+            pixels,
+            dims: [c, h, w],
+        } => {
             let len = c * h * w;
             let mut out = vec![0f32; b * input.sample_len()];
-            for (slot, (&i, dst)) in indices.iter().zip(out.chunks_exact_mut(input.sample_len())).enumerate() {
+            for (slot, (&i, dst)) in indices
+                .iter()
+                .zip(out.chunks_exact_mut(input.sample_len()))
+                .enumerate()
+            {
                 let img = Planar::from_u8(*c, *h, *w, &pixels[i * len..(i + 1) * len]);
                 let mut rng = Pcg64Mcg::seed_from_u64(mix(&[aug_seed, slot as u64]));
                 process(img, input, augment, &mut rng, dst);
@@ -59,13 +77,23 @@ pub fn assemble(data: &Dataset, input: &InputConfig, indices: &[usize], augment:
                 .try_for_each(|(dst, (slot, &i))| -> Result<()> {
                     let img = resize_file_image(decode_image(&paths[i])?, input.resize);
                     let mut rng = Pcg64Mcg::seed_from_u64(mix(&[aug_seed, slot as u64]));
-                    process(Planar::from_image(&img, input.channels), input, augment, &mut rng, dst);
+                    process(
+                        Planar::from_image(&img, input.channels),
+                        input,
+                        augment,
+                        &mut rng,
+                        dst,
+                    );
                     Ok(())
                 })?;
             Tensor::from_vec(out, (b, input.channels, input.height, input.width), device)?
         }
     };
-    Ok(Batch { inputs, labels, indices: indices.to_vec() })
+    Ok(Batch {
+        inputs,
+        labels,
+        indices: indices.to_vec(),
+    })
 }
 
 /// An endless training loader: a [`Sampler`] plus preprocessing with augmentation.
@@ -79,10 +107,21 @@ pub struct Loader {
 
 impl Loader {
     /// A loader over `data` with batches of `batch`, seeded by `seed`.
-    pub fn new(data: Arc<Dataset>, input: InputConfig, batch: usize, seed: u64, sampling: Sampling) -> Result<Self> {
+    pub fn new(
+        data: Arc<Dataset>,
+        input: InputConfig,
+        batch: usize,
+        seed: u64,
+        sampling: Sampling,
+    ) -> Result<Self> {
         input.validate()?;
         let sampler = Sampler::new(&data.labels, data.num_classes, batch, seed, sampling)?;
-        Ok(Self { data, input, sampler, seed })
+        Ok(Self {
+            data,
+            input,
+            sampler,
+            seed,
+        })
     }
 
     /// The next training batch (augmented if the input config says so).
@@ -110,7 +149,12 @@ impl Loader {
 }
 
 /// The whole dataset in order, in batches of at most `batch`, without augmentation.
-pub fn eval_batches<'a>(data: &'a Dataset, input: &'a InputConfig, batch: usize, device: &'a Device) -> impl Iterator<Item = Result<Batch>> + 'a {
+pub fn eval_batches<'a>(
+    data: &'a Dataset,
+    input: &'a InputConfig,
+    batch: usize,
+    device: &'a Device,
+) -> impl Iterator<Item = Result<Batch>> + 'a {
     let batch = batch.max(1);
     (0..data.len()).step_by(batch).map(move |start| {
         let indices: Vec<usize> = (start..(start + batch).min(data.len())).collect();

@@ -19,22 +19,87 @@ use std::path::Path;
 pub fn read_mat(path: &Path) -> Result<MatFile> {
     let bytes = std::fs::read(path).map_err(|e| not_found_or_io(path, e))?;
     if bytes.len() < 128 {
-        return Err(Error::format(path, format!("truncated: {} bytes, a MAT-file header is 128", bytes.len())));
+        return Err(Error::format(
+            path,
+            format!("truncated: {} bytes, a MAT-file header is 128", bytes.len()),
+        ));
     }
     if !bytes.starts_with(b"MATLAB") {
-        return Err(Error::format(path, "not a MATLAB .mat file (no 'MATLAB' header text)"));
+        return Err(Error::format(
+            path,
+            "not a MATLAB .mat file (no 'MATLAB' header text)",
+        ));
     }
     if bytes[124..126] == [0x00, 0x02] || bytes[124..126] == [0x02, 0x00] {
-        return Err(Error::format(path, "MATLAB v7.3 (HDF5) file; save it with -v7 or -v6 to read it here"));
+        return Err(Error::format(
+            path,
+            "MATLAB v7.3 (HDF5) file; save it with -v7 or -v6 to read it here",
+        ));
     }
-    MatFile::parse(bytes.as_slice()).map_err(|e| Error::format(path, format!("not a readable MATLAB v5 file: {e}")))
+    check_elements(path, &bytes)?;
+    MatFile::parse(bytes.as_slice())
+        .map_err(|e| Error::format(path, format!("not a readable MATLAB v5 file: {e}")))
+}
+
+/// Walks the top-level data elements: each must fit in the file, and the
+/// last must end where the file ends. (The parser would otherwise drop a
+/// truncated trailing variable without a word.)
+fn check_elements(path: &Path, bytes: &[u8]) -> Result<()> {
+    let little = match &bytes[126..128] {
+        b"IM" => true,
+        b"MI" => false,
+        other => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "not a readable MATLAB v5 file: endian indicator {other:?}, expected \"IM\" or \"MI\""
+                ),
+            ));
+        }
+    };
+    let u32_at = |at: usize| {
+        let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let mut at = 128;
+    let mut index = 0;
+    while at < bytes.len() {
+        if at + 8 > bytes.len() {
+            return Err(Error::format(
+                path,
+                format!("truncated: data element {index} at byte {at} has no complete tag"),
+            ));
+        }
+        let (ty, len) = (u32_at(at), u32_at(at + 4) as usize);
+        // miCOMPRESSED elements are not padded; everything else is padded to 8 bytes.
+        let padded = if ty == 15 { len } else { len.div_ceil(8) * 8 };
+        if at + 8 + len > bytes.len() {
+            return Err(Error::format(
+                path,
+                format!(
+                    "truncated: data element {index} at byte {at} needs {len} bytes, {} remain",
+                    bytes.len() - at - 8
+                ),
+            ));
+        }
+        at += 8 + padded.min(bytes.len() - at - 8);
+        index += 1;
+    }
+    Ok(())
 }
 
 /// The named variable, or an error listing the variables that are there.
 pub fn variable<'m>(path: &Path, mat: &'m MatFile, name: &str) -> Result<&'m Array> {
     mat.find_by_name(name).ok_or_else(|| {
         let present: Vec<&str> = mat.arrays().iter().map(|a| a.name()).collect();
-        Error::format(path, format!("no variable {name:?} (the file has {present:?})"))
+        Error::format(
+            path,
+            format!("no variable {name:?} (the file has {present:?})"),
+        )
     })
 }
 
@@ -55,7 +120,13 @@ pub fn as_f64(array: &Array) -> Vec<f64> {
 }
 
 /// Integer labels from a vector variable, minus `base`, each `< limit` if given.
-pub fn labels_from(path: &Path, name: &str, values: &[f64], base: u32, limit: Option<usize>) -> Result<Vec<u32>> {
+pub fn labels_from(
+    path: &Path,
+    name: &str,
+    values: &[f64],
+    base: u32,
+    limit: Option<usize>,
+) -> Result<Vec<u32>> {
     values
         .iter()
         .enumerate()
@@ -68,7 +139,10 @@ pub fn labels_from(path: &Path, name: &str, values: &[f64], base: u32, limit: Op
             if let Some(k) = limit
                 && y >= k as u64
             {
-                return Err(bad(&format!("label out of range {base}..{}", k as u64 + u64::from(base) - 1)));
+                return Err(bad(&format!(
+                    "label out of range {base}..{}",
+                    k as u64 + u64::from(base) - 1
+                )));
             }
             Ok(y as u32)
         })
@@ -78,7 +152,10 @@ pub fn labels_from(path: &Path, name: &str, values: &[f64], base: u32, limit: Op
 /// SVHN split `train`, `test` or `extra` (`{split}_32x32.mat` under `root`).
 pub fn svhn(root: &Path, split: &str) -> Result<Dataset> {
     if !matches!(split, "train" | "test" | "extra") {
-        return Err(Error::config("split", format!("svhn has splits train, test and extra, got {split:?}")));
+        return Err(Error::config(
+            "split",
+            format!("svhn has splits train, test and extra, got {split:?}"),
+        ));
     }
     let path = first_existing(root, &[&format!("{split}_32x32.mat")])?;
     let mat = read_mat(&path)?;
@@ -86,7 +163,10 @@ pub fn svhn(root: &Path, split: &str) -> Result<Dataset> {
     let y = variable(&path, &mat, "y")?;
     let size = x.size().clone();
     if size.len() != 4 || size[0] != 32 || size[1] != 32 || size[2] != 3 {
-        return Err(Error::format(&path, format!("X has size {size:?}, expected [32, 32, 3, N]")));
+        return Err(Error::format(
+            &path,
+            format!("X has size {size:?}, expected [32, 32, 3, N]"),
+        ));
     }
     let n = size[3];
     let NumericData::UInt8 { real: raw, .. } = x.data() else {
@@ -94,7 +174,10 @@ pub fn svhn(root: &Path, split: &str) -> Result<Dataset> {
     };
     let y_values = as_f64(y);
     if y_values.len() != n {
-        return Err(Error::format(&path, format!("y has {} labels, X holds {n} images", y_values.len())));
+        return Err(Error::format(
+            &path,
+            format!("y has {} labels, X holds {n} images", y_values.len()),
+        ));
     }
     // Labels 1..10 with 10 meaning the digit 0.
     let labels = labels_from(&path, "y", &y_values, 1, Some(10))?
@@ -116,7 +199,10 @@ pub fn svhn(root: &Path, split: &str) -> Result<Dataset> {
     let hi = pixels.iter().copied().max().unwrap_or(0);
     Ok(Dataset {
         name: format!("svhn/{split}"),
-        samples: Samples::Images { pixels, dims: [3, 32, 32] },
+        samples: Samples::Images {
+            pixels,
+            dims: [3, 32, 32],
+        },
         labels,
         num_classes: 10,
         class_names: None,
@@ -128,13 +214,22 @@ pub fn svhn(root: &Path, split: &str) -> Result<Dataset> {
 /// A feature matrix and labels from a `.mat` file with the given variable
 /// names (e.g. `fts`/`labels`, `fea`/`gnd`). A matrix of size `n×d` (or
 /// `d×n` when only that matches the number of labels) gives `n` vectors.
-pub fn mat_features(path: &Path, features_key: &str, labels_key: &str, base: u32, limit: Option<usize>) -> Result<Dataset> {
+pub fn mat_features(
+    path: &Path,
+    features_key: &str,
+    labels_key: &str,
+    base: u32,
+    limit: Option<usize>,
+) -> Result<Dataset> {
     let mat = read_mat(path)?;
     let x = variable(path, &mat, features_key)?;
     let y = variable(path, &mat, labels_key)?;
     let size = x.size().clone();
     if size.len() != 2 {
-        return Err(Error::format(path, format!("{features_key} has size {size:?}, expected a 2-D matrix")));
+        return Err(Error::format(
+            path,
+            format!("{features_key} has size {size:?}, expected a 2-D matrix"),
+        ));
     }
     let y_values = as_f64(y);
     let n = y_values.len();
@@ -142,7 +237,13 @@ pub fn mat_features(path: &Path, features_key: &str, labels_key: &str, base: u32
     // Column-major: element (i, j) of an r×c matrix is values[i + r·j].
     let (rows, cols) = (size[0], size[1]);
     let (dim, row_major): (usize, Vec<f32>) = if rows == n {
-        (cols, (0..rows).flat_map(|i| (0..cols).map(move |j| (i, j))).map(|(i, j)| values[i + rows * j] as f32).collect())
+        (
+            cols,
+            (0..rows)
+                .flat_map(|i| (0..cols).map(move |j| (i, j)))
+                .map(|(i, j)| values[i + rows * j] as f32)
+                .collect(),
+        )
     } else if cols == n {
         (rows, values.iter().map(|&v| v as f32).collect())
     } else {
@@ -153,10 +254,22 @@ pub fn mat_features(path: &Path, features_key: &str, labels_key: &str, base: u32
     };
     let labels = labels_from(path, labels_key, &y_values, base, limit)?;
     let num_classes = limit.unwrap_or_else(|| labels.iter().max().map_or(0, |&m| m as usize + 1));
-    let (lo, hi) = row_major.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    let (lo, hi) = row_major
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
     Ok(Dataset {
-        name: format!("features/{}", path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
-        samples: Samples::Vectors { values: row_major, dim },
+        name: format!(
+            "features/{}",
+            path.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ),
+        samples: Samples::Vectors {
+            values: row_major,
+            dim,
+        },
         labels,
         num_classes,
         class_names: None,

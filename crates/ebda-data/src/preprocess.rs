@@ -103,19 +103,37 @@ impl InputConfig {
     /// Checks every field; keys are relative to the input section.
     pub fn validate(&self) -> Result<()> {
         if !matches!(self.channels, 1 | 3) {
-            return Err(Error::config("channels", format!("must be 1 or 3, got {}", self.channels)));
+            return Err(Error::config(
+                "channels",
+                format!("must be 1 or 3, got {}", self.channels),
+            ));
         }
         if self.height == 0 || self.width == 0 {
-            return Err(Error::config("height", format!("height and width must be > 0, got {}×{}", self.height, self.width)));
+            return Err(Error::config(
+                "height",
+                format!(
+                    "height and width must be > 0, got {}×{}",
+                    self.height, self.width
+                ),
+            ));
         }
         if let Some(r) = self.resize
             && (r < self.height || r < self.width)
         {
-            return Err(Error::config("resize", format!("must be >= height and width ({}×{}), got {r}", self.height, self.width)));
+            return Err(Error::config(
+                "resize",
+                format!(
+                    "must be >= height and width ({}×{}), got {r}",
+                    self.height, self.width
+                ),
+            ));
         }
         for (key, v) in [("mean", &self.mean), ("std", &self.std)] {
             if v.len() != 1 && v.len() != self.channels {
-                return Err(Error::config(key, format!("needs 1 or {} values, got {}", self.channels, v.len())));
+                return Err(Error::config(
+                    key,
+                    format!("needs 1 or {} values, got {}", self.channels, v.len()),
+                ));
             }
         }
         if let Some(s) = self.std.iter().find(|s| !(**s > 0.0)) {
@@ -123,11 +141,17 @@ impl InputConfig {
         }
         let [lo, hi] = self.augment.scale;
         if !(0.0 < lo && lo <= hi && hi <= 1.0) {
-            return Err(Error::config("augment.scale", format!("must satisfy 0 < lo <= hi <= 1, got [{lo}, {hi}]")));
+            return Err(Error::config(
+                "augment.scale",
+                format!("must satisfy 0 < lo <= hi <= 1, got [{lo}, {hi}]"),
+            ));
         }
         let [lo, hi] = self.augment.ratio;
         if !(0.0 < lo && lo <= hi) {
-            return Err(Error::config("augment.ratio", format!("must satisfy 0 < lo <= hi, got [{lo}, {hi}]")));
+            return Err(Error::config(
+                "augment.ratio",
+                format!("must satisfy 0 < lo <= hi, got [{lo}, {hi}]"),
+            ));
         }
         Ok(())
     }
@@ -154,7 +178,12 @@ pub struct Planar {
 impl Planar {
     /// From `u8` planar pixels, scaled to [0, 1].
     pub fn from_u8(c: usize, h: usize, w: usize, pixels: &[u8]) -> Self {
-        Self { c, h, w, data: pixels.iter().map(|&p| f32::from(p) / 255.0).collect() }
+        Self {
+            c,
+            h,
+            w,
+            data: pixels.iter().map(|&p| f32::from(p) / 255.0).collect(),
+        }
     }
 
     /// From a decoded image, converted to `channels` (1 or 3).
@@ -178,10 +207,16 @@ impl Planar {
         let plane = self.h * self.w;
         match (self.c, channels) {
             (a, b) if a == b => self,
-            (1, 3) => Self { c: 3, data: self.data.repeat(3), ..self },
+            (1, 3) => Self {
+                c: 3,
+                data: self.data.repeat(3),
+                ..self
+            },
             (3, 1) => {
                 let d = &self.data;
-                let data = (0..plane).map(|p| 0.299 * d[p] + 0.587 * d[plane + p] + 0.114 * d[2 * plane + p]).collect();
+                let data = (0..plane)
+                    .map(|p| 0.299 * d[p] + 0.587 * d[plane + p] + 0.114 * d[2 * plane + p])
+                    .collect();
                 Self { c: 1, data, ..self }
             }
             _ => self,
@@ -198,7 +233,11 @@ fn random_box<R: rand::Rng>(h: usize, w: usize, aug: &Augment, rng: &mut R) -> B
     let (log_lo, log_hi) = (aug.ratio[0].ln(), aug.ratio[1].ln());
     for _ in 0..10 {
         let target = area * rng.random_range(aug.scale[0]..=aug.scale[1]);
-        let ratio = if log_lo < log_hi { rng.random_range(log_lo..log_hi).exp() } else { aug.ratio[0] };
+        let ratio = if log_lo < log_hi {
+            rng.random_range(log_lo..log_hi).exp()
+        } else {
+            aug.ratio[0]
+        };
         let cw = (target * ratio).sqrt().round();
         let ch = (target / ratio).sqrt().round();
         if cw >= 1.0 && ch >= 1.0 && cw <= w as f64 && ch <= h as f64 {
@@ -216,14 +255,25 @@ fn random_box<R: rand::Rng>(h: usize, w: usize, aug: &Augment, rng: &mut R) -> B
     } else {
         (w as f64, h as f64)
     };
-    (((w as f64 - cw) / 2.0).floor(), ((h as f64 - ch) / 2.0).floor(), cw, ch)
+    (
+        ((w as f64 - cw) / 2.0).floor(),
+        ((h as f64 - ch) / 2.0).floor(),
+        cw,
+        ch,
+    )
 }
 
 /// Bilinear resampling of `bx` to `out_h × out_w`, PyTorch `align_corners=False`:
 /// `src = max(0, (dst + 0.5) · scale − 0.5)`, neighbours clamped to the image.
 fn resample(src: &Planar, bx: Box4, out_h: usize, out_w: usize, out: &mut [f32]) {
     let (left, top, bw, bh) = bx;
-    if left == 0.0 && top == 0.0 && bw as usize == src.w && bh as usize == src.h && src.w == out_w && src.h == out_h {
+    if left == 0.0
+        && top == 0.0
+        && bw as usize == src.w
+        && bh as usize == src.h
+        && src.w == out_w
+        && src.h == out_h
+    {
         out.copy_from_slice(&src.data);
         return;
     }
@@ -258,7 +308,13 @@ fn resample(src: &Planar, bx: Box4, out_h: usize, out_w: usize, out: &mut [f32])
 
 /// Runs steps 2 and 4–7 on one image into `out` (`cfg.sample_len()` values).
 /// `rng` is used only when `augment` is true.
-pub fn process<R: rand::Rng>(img: Planar, cfg: &InputConfig, augment: bool, rng: &mut R, out: &mut [f32]) {
+pub fn process<R: rand::Rng>(
+    img: Planar,
+    cfg: &InputConfig,
+    augment: bool,
+    rng: &mut R,
+    out: &mut [f32],
+) {
     let img = img.with_channels(cfg.channels);
     let (h, w) = (img.h, img.w);
     let aug = &cfg.augment;
@@ -280,7 +336,10 @@ pub fn process<R: rand::Rng>(img: Planar, cfg: &InputConfig, augment: bool, rng:
         }
     }
     for k in 0..cfg.channels {
-        let (m, s) = (InputConfig::channel_stat(&cfg.mean, k), InputConfig::channel_stat(&cfg.std, k));
+        let (m, s) = (
+            InputConfig::channel_stat(&cfg.mean, k),
+            InputConfig::channel_stat(&cfg.std, k),
+        );
         for v in &mut out[k * plane..(k + 1) * plane] {
             *v = (*v - m) / s;
         }
@@ -308,10 +367,17 @@ mod tests {
         // F.interpolate(torch.tensor([[[[0., 1.], [2., 3.]]]]), size=(4, 4), mode="bilinear",
         // align_corners=False) gives rows [0, .25, .75, 1], [.5, .75, 1.25, 1.5],
         // [1.5, 1.75, 2.25, 2.5], [2, 2.25, 2.75, 3].
-        let src = Planar { c: 1, h: 2, w: 2, data: vec![0.0, 1.0, 2.0, 3.0] };
+        let src = Planar {
+            c: 1,
+            h: 2,
+            w: 2,
+            data: vec![0.0, 1.0, 2.0, 3.0],
+        };
         let mut out = vec![0f32; 16];
         resample(&src, (0.0, 0.0, 2.0, 2.0), 4, 4, &mut out);
-        let want = [0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0];
+        let want = [
+            0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0,
+        ];
         for (a, b) in out.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{out:?}");
         }
@@ -319,12 +385,24 @@ mod tests {
 
     #[test]
     fn normalises_and_converts_channels() {
-        let cfg = InputConfig { channels: 3, height: 1, width: 2, ..InputConfig::default() };
+        let cfg = InputConfig {
+            channels: 3,
+            height: 1,
+            width: 2,
+            ..InputConfig::default()
+        };
         let img = Planar::from_u8(1, 1, 2, &[0, 255]);
         let mut out = vec![0f32; 6];
         process(img, &cfg, false, &mut Pcg64Mcg::seed_from_u64(0), &mut out);
         assert_eq!(out, vec![-1.0, 1.0, -1.0, 1.0, -1.0, 1.0]);
-        let cfg = InputConfig { channels: 1, height: 1, width: 1, mean: vec![0.0], std: vec![1.0], ..InputConfig::default() };
+        let cfg = InputConfig {
+            channels: 1,
+            height: 1,
+            width: 1,
+            mean: vec![0.0],
+            std: vec![1.0],
+            ..InputConfig::default()
+        };
         let rgb = Planar::from_u8(3, 1, 1, &[255, 0, 0]);
         let mut out = vec![0f32; 1];
         process(rgb, &cfg, false, &mut Pcg64Mcg::seed_from_u64(0), &mut out);
@@ -333,7 +411,10 @@ mod tests {
 
     #[test]
     fn random_boxes_stay_inside_and_respect_the_area_range() {
-        let aug = Augment { random_resized_crop: true, ..Augment::default() };
+        let aug = Augment {
+            random_resized_crop: true,
+            ..Augment::default()
+        };
         let mut rng = Pcg64Mcg::seed_from_u64(1);
         for _ in 0..200 {
             let (l, t, w, h) = random_box(50, 80, &aug, &mut rng);
@@ -345,8 +426,26 @@ mod tests {
     #[test]
     fn bad_input_config_is_named() {
         let bad = |c: InputConfig| c.validate().unwrap_err().to_string();
-        assert_eq!(bad(InputConfig { channels: 2, ..Default::default() }), "channels: must be 1 or 3, got 2");
-        assert_eq!(bad(InputConfig { std: vec![0.0], ..Default::default() }), "std: values must be > 0, got 0");
-        assert_eq!(bad(InputConfig { mean: vec![0.1, 0.2], ..Default::default() }), "mean: needs 1 or 1 values, got 2");
+        assert_eq!(
+            bad(InputConfig {
+                channels: 2,
+                ..Default::default()
+            }),
+            "channels: must be 1 or 3, got 2"
+        );
+        assert_eq!(
+            bad(InputConfig {
+                std: vec![0.0],
+                ..Default::default()
+            }),
+            "std: values must be > 0, got 0"
+        );
+        assert_eq!(
+            bad(InputConfig {
+                mean: vec![0.1, 0.2],
+                ..Default::default()
+            }),
+            "mean: needs 1 or 1 values, got 2"
+        );
     }
 }

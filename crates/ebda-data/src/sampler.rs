@@ -13,10 +13,10 @@
 //! the seed and the counters rather than from a running generator.
 
 use crate::{Error, Result};
+use rand::Rng as _;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_pcg::Pcg64Mcg;
-use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 /// How a sampler picks indices.
@@ -43,7 +43,10 @@ pub struct SamplerState {
 pub(crate) fn mix(parts: &[u64]) -> u64 {
     let mut z: u64 = 0x9e37_79b9_7f4a_7c15;
     for &p in parts {
-        z ^= p.wrapping_add(0x9e37_79b9_7f4a_7c15).wrapping_add(z << 6).wrapping_add(z >> 2);
+        z ^= p
+            .wrapping_add(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(z << 6)
+            .wrapping_add(z >> 2);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
@@ -65,13 +68,21 @@ pub struct Sampler {
 
 impl Sampler {
     /// A sampler over `labels.len()` samples in batches of `batch`.
-    pub fn new(labels: &[u32], num_classes: usize, batch: usize, seed: u64, mode: Sampling) -> Result<Self> {
+    pub fn new(
+        labels: &[u32],
+        num_classes: usize,
+        batch: usize,
+        seed: u64,
+        mode: Sampling,
+    ) -> Result<Self> {
         let n = labels.len();
         if batch == 0 {
             return Err(Error::Usage("batch size must be > 0".into()));
         }
         if mode == Sampling::Shuffle && batch > n {
-            return Err(Error::Usage(format!("batch size {batch} exceeds the {n} samples of the dataset")));
+            return Err(Error::Usage(format!(
+                "batch size {batch} exceeds the {n} samples of the dataset"
+            )));
         }
         if n == 0 {
             return Err(Error::Usage("cannot sample from an empty dataset".into()));
@@ -84,7 +95,15 @@ impl Sampler {
             }
             by_class.retain(|c| !c.is_empty());
         }
-        let mut s = Self { n, batch, seed, mode, by_class, perm: Vec::new(), state: SamplerState::default() };
+        let mut s = Self {
+            n,
+            batch,
+            seed,
+            mode,
+            by_class,
+            perm: Vec::new(),
+            state: SamplerState::default(),
+        };
         s.reshuffle();
         Ok(s)
     }
@@ -108,10 +127,14 @@ impl Sampler {
                 }
                 let p = self.state.position;
                 self.state.position += self.batch;
-                self.perm[p..p + self.batch].iter().map(|&i| i as usize).collect()
+                self.perm[p..p + self.batch]
+                    .iter()
+                    .map(|&i| i as usize)
+                    .collect()
             }
             Sampling::ClassBalanced => {
-                let mut rng = Pcg64Mcg::seed_from_u64(mix(&[self.seed, u64::MAX, self.state.batches]));
+                let mut rng =
+                    Pcg64Mcg::seed_from_u64(mix(&[self.seed, u64::MAX, self.state.batches]));
                 (0..self.batch)
                     .map(|_| {
                         let class = &self.by_class[rng.random_range(0..self.by_class.len())];
@@ -173,7 +196,13 @@ mod tests {
         let mut labels = vec![0u32; 900];
         labels.extend(vec![1u32; 100]);
         let mut s = Sampler::new(&labels, 2, 100, 1, Sampling::ClassBalanced).unwrap();
-        let ones: usize = (0..20).flat_map(|_| s.next_indices()).filter(|&i| i >= 900).count();
-        assert!((800..1200).contains(&ones), "{ones} of 2000 from the small class");
+        let ones: usize = (0..20)
+            .flat_map(|_| s.next_indices())
+            .filter(|&i| i >= 900)
+            .count();
+        assert!(
+            (800..1200).contains(&ones),
+            "{ones} of 2000 from the small class"
+        );
     }
 }

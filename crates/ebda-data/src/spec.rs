@@ -64,7 +64,12 @@ impl Default for DataSpec {
 impl DataSpec {
     /// A spec of `format` at `root` with `split`, other fields default.
     pub fn new(format: Format, root: impl Into<PathBuf>, split: &str) -> Self {
-        Self { format, root: root.into(), split: split.into(), ..Self::default() }
+        Self {
+            format,
+            root: root.into(),
+            split: split.into(),
+            ..Self::default()
+        }
     }
 
     /// Checks the fields the format uses; keys are relative to the spec.
@@ -75,22 +80,39 @@ impl DataSpec {
             _ => &[],
         };
         if !splits.is_empty() && !splits.contains(&self.split.as_str()) {
-            return Err(Error::config("split", format!("must be one of {splits:?} for {:?}, got {:?}", self.format, self.split)));
+            return Err(Error::config(
+                "split",
+                format!(
+                    "must be one of {splits:?} for {:?}, got {:?}",
+                    self.format, self.split
+                ),
+            ));
         }
         if self.root.as_os_str().is_empty() {
             return Err(Error::config("root", "must not be empty"));
         }
         match self.format {
-            Format::Office31 if !crate::images::OFFICE31_DOMAINS.contains(&self.domain.as_str()) => {
-                Err(Error::config("domain", format!("must be one of amazon, dslr, webcam, got {:?}", self.domain)))
+            Format::Office31
+                if !crate::images::OFFICE31_DOMAINS.contains(&self.domain.as_str()) =>
+            {
+                Err(Error::config(
+                    "domain",
+                    format!("must be one of amazon, dslr, webcam, got {:?}", self.domain),
+                ))
             }
-            Format::ImageList if self.list.as_os_str().is_empty() => {
-                Err(Error::config("list", "the image list file must be given for image_list"))
-            }
+            Format::ImageList if self.list.as_os_str().is_empty() => Err(Error::config(
+                "list",
+                "the image list file must be given for image_list",
+            )),
             Format::Features if self.features_key.is_empty() || self.labels_key.is_empty() => {
-                Err(Error::config("features_key", "features_key and labels_key must not be empty"))
+                Err(Error::config(
+                    "features_key",
+                    "features_key and labels_key must not be empty",
+                ))
             }
-            _ if self.num_classes == Some(0) => Err(Error::config("num_classes", "must be > 0, got 0")),
+            _ if self.num_classes == Some(0) => {
+                Err(Error::config("num_classes", "must be > 0, got 0"))
+            }
             _ => Ok(()),
         }
     }
@@ -105,13 +127,37 @@ impl DataSpec {
             Format::Svhn => crate::mat::svhn(root, &self.split),
             Format::MnistM => crate::images::mnist_m(root, &self.split),
             Format::Office31 => crate::images::office31(root, &self.domain),
-            Format::ImageList => crate::images::image_list(root, &self.list, self.label_base, self.num_classes),
+            Format::ImageList => {
+                crate::images::image_list(root, &self.list, self.label_base, self.num_classes)
+            }
             Format::Features => {
-                let ext = root.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+                let ext = root
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
                 match ext.as_str() {
-                    "mat" => crate::mat::mat_features(root, &self.features_key, &self.labels_key, self.label_base, self.num_classes),
-                    "safetensors" => crate::features::safetensors_features(root, &self.features_key, &self.labels_key, self.label_base, self.num_classes),
-                    _ => Err(Error::config("root", format!("features files end in .safetensors or .mat, got {}", root.display()))),
+                    "mat" => crate::mat::mat_features(
+                        root,
+                        &self.features_key,
+                        &self.labels_key,
+                        self.label_base,
+                        self.num_classes,
+                    ),
+                    "safetensors" => crate::features::safetensors_features(
+                        root,
+                        &self.features_key,
+                        &self.labels_key,
+                        self.label_base,
+                        self.num_classes,
+                    ),
+                    _ => Err(Error::config(
+                        "root",
+                        format!(
+                            "features files end in .safetensors or .mat, got {}",
+                            root.display()
+                        ),
+                    )),
                 }
             }
         }

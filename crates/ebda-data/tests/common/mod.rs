@@ -1,6 +1,8 @@
 //! Helpers shared by the data tests (also included by the binary's tests).
 #![allow(dead_code)]
 
+pub mod formats;
+
 use std::path::PathBuf;
 
 /// The shared real data: `$EBDA_DATA_DIR`, else `../shared/data` beside the
@@ -21,9 +23,15 @@ pub fn real_data(sub: &str) -> Option<PathBuf> {
         return Some(path);
     }
     if std::env::var("EBDA_REQUIRE_REAL_DATA").as_deref() == Ok("1") {
-        panic!("EBDA_REQUIRE_REAL_DATA=1 but {} is missing (set EBDA_DATA_DIR)", path.display());
+        panic!(
+            "EBDA_REQUIRE_REAL_DATA=1 but {} is missing (set EBDA_DATA_DIR)",
+            path.display()
+        );
     }
-    eprintln!("skipped: real data {} not found (set EBDA_DATA_DIR to run this test)", path.display());
+    eprintln!(
+        "skipped: real data {} not found (set EBDA_DATA_DIR to run this test)",
+        path.display()
+    );
     None
 }
 
