@@ -1,5 +1,6 @@
 //! `ebda`: command-line entry point (argument parsing and wiring only).
 
+mod data_cmd;
 mod device;
 
 use anyhow::{Context, Result};
@@ -40,6 +41,9 @@ enum Command {
     Config(ConfigCommand),
     /// List the devices this binary can use.
     Devices,
+    /// Inspect, check and fetch datasets.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,6 +110,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&cfg)?);
         }
         Command::Devices => device::list(&cli.device)?,
+        Command::Data(cmd) => data_cmd::run(&cmd)?,
     }
     Ok(())
 }

@@ -148,10 +148,16 @@ fn min_max_u8(values: &[u8]) -> (f32, f32) {
 const USPS_SIDE: usize = 16;
 const USPS_PIXELS: usize = USPS_SIDE * USPS_SIDE;
 
+/// Parsed USPS images: pixels `[n, 1, 16, 16]`, labels, and the value range seen.
+pub struct UspsImages {
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u32>,
+    pub range: (f32, f32),
+}
+
 /// Parses USPS libsvm text. Pixels in [−1, 1] are stored as
-/// `u8 = round((v + 1) · 127.5)`; returns pixels `[n, 1, 16, 16]`, labels
-/// (digit = libsvm label − 1) and the value range seen.
-pub fn parse_usps_libsvm(path: &Path, text: &[u8]) -> Result<(Vec<u8>, Vec<u32>, (f32, f32))> {
+/// `u8 = round((v + 1) · 127.5)`; labels are digits (libsvm label − 1).
+pub fn parse_usps_libsvm(path: &Path, text: &[u8]) -> Result<UspsImages> {
     let text = std::str::from_utf8(text)
         .map_err(|e| Error::format(path, format!("not UTF-8 text: {e}")))?;
     let mut pixels = Vec::new();
@@ -198,7 +204,11 @@ pub fn parse_usps_libsvm(path: &Path, text: &[u8]) -> Result<(Vec<u8>, Vec<u32>,
     if labels.is_empty() {
         return Err(Error::format(path, "no samples (empty file)"));
     }
-    Ok((pixels, labels, (lo, hi)))
+    Ok(UspsImages {
+        pixels,
+        labels,
+        range: (lo, hi),
+    })
 }
 
 /// USPS split `train` (`usps`) or `test` (`usps.t`) under `root`, with or without `.bz2`.
@@ -215,7 +225,11 @@ pub fn usps(root: &Path, split: &str) -> Result<Dataset> {
     };
     let path = first_existing(root, &[&format!("{base}.bz2"), base])?;
     let text = read_maybe_compressed(&path)?;
-    let (pixels, labels, range) = parse_usps_libsvm(&path, &text)?;
+    let UspsImages {
+        pixels,
+        labels,
+        range,
+    } = parse_usps_libsvm(&path, &text)?;
     Ok(Dataset {
         name: format!("usps/{split}"),
         samples: Samples::Images {

@@ -136,7 +136,7 @@ impl InputConfig {
                 ));
             }
         }
-        if let Some(s) = self.std.iter().find(|s| !(**s > 0.0)) {
+        if let Some(s) = self.std.iter().find(|s| s.is_nan() || **s <= 0.0) {
             return Err(Error::config("std", format!("values must be > 0, got {s}")));
         }
         let [lo, hi] = self.augment.scale;

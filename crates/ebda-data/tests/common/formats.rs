@@ -109,8 +109,7 @@ fn matrix(name: &str, var: &MatVar) -> Vec<u8> {
 
 /// A level-5 MAT file holding `vars`, each optionally zlib-compressed (miCOMPRESSED).
 pub fn mat_v5(vars: &[(&str, MatVar)], compressed: bool) -> Vec<u8> {
-    let mut header =
-        format!("MATLAB 5.0 MAT-file, Platform: ebda-test, Created on: fixture").into_bytes();
+    let mut header = b"MATLAB 5.0 MAT-file, Platform: ebda-test, Created on: fixture".to_vec();
     header.resize(116, b' ');
     header.extend([0u8; 8]);
     header.extend(0x0100u16.to_le_bytes());
