@@ -2,6 +2,7 @@
 
 mod data_cmd;
 mod device;
+mod train_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -41,6 +42,10 @@ enum Command {
     Config(ConfigCommand),
     /// List the devices this binary can use.
     Devices,
+    /// Train a run (source-only, DANN or EBDA) into a run directory.
+    Train(train_cmd::TrainArgs),
+    /// Evaluate a run's checkpoint: accuracy per domain, confusion matrix, per-sample CSV.
+    Eval(train_cmd::EvalArgs),
     /// Inspect, check and fetch datasets.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
@@ -63,7 +68,7 @@ struct ConfigArgs {
     sets: Vec<String>,
 }
 
-fn init_logging(verbose: u8, quiet: u8) {
+fn init_logging(verbose: u8, quiet: u8, log_file: Option<&std::path::Path>) -> Result<()> {
     let level = match (verbose, quiet) {
         (0, 0) => "info",
         (1, _) => "debug",
@@ -71,11 +76,32 @@ fn init_logging(verbose: u8, quiet: u8) {
         (_, 1) => "warn",
         _ => "error",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::prelude::*;
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let console = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_filter(filter());
+    let file = match log_file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(std::sync::Mutex::new(f))
+                    .with_filter(filter()),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(console)
+        .with(file)
         .init();
+    Ok(())
 }
 
 fn set_threads(threads: Option<u16>) -> Result<()> {
@@ -92,7 +118,6 @@ fn set_threads(threads: Option<u16>) -> Result<()> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -104,7 +129,19 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     set_threads(cli.threads)?;
+    if let Command::Train(args) = &cli.command {
+        // The run directory is known before logging starts, so the log lands in it.
+        let (cfg, run_dir) = args.resolve()?;
+        std::fs::create_dir_all(&run_dir)
+            .with_context(|| format!("cannot create {}", run_dir.display()))?;
+        init_logging(cli.verbose, cli.quiet, Some(&run_dir.join("train.log")))?;
+        let device = cli.device.open()?;
+        return train_cmd::train(args, &cfg, &run_dir, &device);
+    }
+    init_logging(cli.verbose, cli.quiet, None)?;
     match cli.command {
+        Command::Train(_) => unreachable!("handled above"),
+        Command::Eval(args) => train_cmd::eval(&args, &cli.device.open()?)?,
         Command::Config(ConfigCommand::Show(args)) => {
             let cfg = ExperimentConfig::load(args.config.as_deref(), &args.sets)?;
             println!("{}", serde_json::to_string_pretty(&cfg)?);

@@ -1,11 +1,55 @@
-//! The experiment: one config that nests every component's config.
+//! Training: source-only, DANN and EBDA from one trainer.
 //!
-//! An experiment is resolved from a JSON file, defaults and `--set`
-//! overrides ([`ebda_config::resolve`]), then validated here: each section is
-//! checked by its own crate and its errors are reported with the full key path
-//! (`model.critic.margin: must be > 0, got -1`), and the sections are checked
-//! against each other (every head's `in_dim` is the extractor's feature width).
+//! - [`config`]: the experiment config (data, model, optimizers, schedules,
+//!   loop), resolved from JSON + defaults + `--set` and validated with
+//!   full key paths;
+//! - [`methods`]: the three methods behind one [`methods::Method`] trait;
+//! - [`optim`]: PyTorch-equal SGD (momentum, Nesterov, weight decay), Adam
+//!   and AdamW with parameter groups;
+//! - [`schedule`]: DANN's learning-rate and λ schedules, margin schedules;
+//! - [`trainer`]: the loop, evaluation, `metrics.jsonl`, checkpoints, summary;
+//! - [`eval`]: accuracy, per-sample energy, confusion matrices.
 
-mod config;
+pub mod checkpoint;
+pub mod config;
+pub mod eval;
+pub mod methods;
+pub mod optim;
+pub mod schedule;
+pub mod trainer;
 
-pub use config::{ExperimentConfig, ModelConfig};
+pub use config::{ExperimentConfig, Method, ModelConfig};
+pub use trainer::{RunData, RunOptions, Summary, train};
+
+use std::path::PathBuf;
+
+/// Errors of a run; each names the file, key or iteration concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ebda_config::ConfigError),
+    #[error(transparent)]
+    Data(#[from] ebda_data::Error),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint {}: {reason}", path.display())]
+    Checkpoint { path: PathBuf, reason: String },
+    #[error(
+        "non-finite {what} ({value}) by iteration {iteration}: training stopped; {}",
+        match last_checkpoint { Some(p) => format!("the last good checkpoint is {}", p.display()), None => "no checkpoint was written yet".to_string() }
+    )]
+    NonFinite {
+        iteration: usize,
+        what: String,
+        value: f64,
+        last_checkpoint: Option<PathBuf>,
+    },
+    #[error("{0}")]
+    Run(String),
+}

@@ -1,0 +1,570 @@
+//! The training loop and the run directory it writes (DESIGN.md §3).
+//!
+//! ```text
+//! runs/<name>/
+//!   config.json     the resolved config
+//!   manifest.json   versions, git revision, device, dataset file sha256s, seed
+//!   metrics.jsonl   one JSON object per evaluation
+//!   checkpoints/    see [`crate::checkpoint`]
+//!   summary.json    last-iterate headline; oracle best-on-target labelled as such
+//! ```
+//!
+//! Training is counted in iterations. Every `eval_every` iterations (and at
+//! the end) the model is evaluated on the target test set (and the source
+//! test set), a line is appended to `metrics.jsonl`, and every
+//! `checkpoint_every` iterations a checkpoint follows. A non-finite loss
+//! stops the run with an error before anything is written, so the last
+//! checkpoint stays the last good one.
+
+use crate::checkpoint::{self, CheckpointParts, TrainerState};
+use crate::config::ExperimentConfig;
+use crate::eval::{EvalResult, add_stats, domain_accuracy, evaluate};
+use crate::methods::{Method, Shared, StepParams, build, stream_seed};
+use crate::{Error, schedule};
+use candle_core::{Device, Tensor};
+use ebda_data::{Dataset, Loader};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The datasets of a run.
+#[derive(Clone)]
+pub struct RunData {
+    pub source: Arc<Dataset>,
+    pub target: Arc<Dataset>,
+    pub target_test: Arc<Dataset>,
+    pub source_test: Option<Arc<Dataset>>,
+}
+
+impl RunData {
+    /// Loads the datasets of `cfg` (in parallel).
+    pub fn load(cfg: &ExperimentConfig) -> Result<Self, Error> {
+        let d = &cfg.data;
+        let ((source, target), (target_test, source_test)) = rayon::join(
+            || rayon::join(|| d.source.load(), || d.target.load()),
+            || {
+                rayon::join(
+                    || d.target_test.load(),
+                    || d.source_test.as_ref().map(|s| s.load()).transpose(),
+                )
+            },
+        );
+        Ok(Self {
+            source: Arc::new(source?),
+            target: Arc::new(target?),
+            target_test: Arc::new(target_test?),
+            source_test: source_test?.map(Arc::new),
+        })
+    }
+}
+
+/// How a run is started.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Continue from the run directory's latest checkpoint.
+    pub resume: bool,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+    /// Stop after this many iterations (checkpointing there), for a run that
+    /// continues later with `resume`; `None` runs to the end.
+    pub stop_after: Option<usize>,
+    /// The command line, for the manifest.
+    pub command: Vec<String>,
+}
+
+/// The headline of a finished run.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub json: Value,
+    pub target_accuracy: f64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    checkpoint::write_atomic(path, text.as_bytes())
+}
+
+fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn manifest(
+    cfg: &ExperimentConfig,
+    data: &RunData,
+    device: &Device,
+    opts: &RunOptions,
+) -> Result<Value, Error> {
+    let mut files = BTreeMap::new();
+    for ds in [
+        Some(&data.source),
+        Some(&data.target),
+        Some(&data.target_test),
+        data.source_test.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for f in &ds.files {
+            let key = f.display().to_string();
+            if !files.contains_key(&key) {
+                files.insert(key, ebda_data::sha256_file(f)?);
+            }
+        }
+    }
+    let counts: BTreeMap<&str, usize> = [
+        ("source", data.source.len()),
+        ("target", data.target.len()),
+        ("target_test", data.target_test.len()),
+        (
+            "source_test",
+            data.source_test.as_ref().map_or(0, |d| d.len()),
+        ),
+    ]
+    .into();
+    Ok(json!({
+        "ebda_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": git_revision(),
+        "device": format!("{:?}", device.location()),
+        "cuda_compiled": cfg!(feature = "cuda"),
+        "threads": candle_core::utils::get_num_threads(),
+        "seed": cfg.seed,
+        "task": cfg.task,
+        "method": cfg.method.name(),
+        "dataset_files_sha256": files,
+        "dataset_sizes": counts,
+        "command": opts.command,
+    }))
+}
+
+/// Keeps the metrics lines of iterations `<= upto` (for a resumed run).
+fn truncate_metrics(path: &Path, upto: usize) -> Result<(), Error> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .and_then(|v| v["iteration"].as_u64())
+                .is_some_and(|it| it as usize <= upto)
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    checkpoint::write_atomic(path, out.as_bytes())
+}
+
+fn read_scalars(
+    stats: &[(&'static str, Tensor)],
+    n: usize,
+) -> Result<BTreeMap<&'static str, f64>, Error> {
+    let mut out = BTreeMap::new();
+    for (name, t) in stats {
+        let v = t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        out.insert(*name, v / n.max(1) as f64);
+    }
+    Ok(out)
+}
+
+fn round6(v: f64) -> Value {
+    if v.is_finite() {
+        json!((v * 1e6).round() / 1e6)
+    } else {
+        json!(v.to_string())
+    }
+}
+
+/// Trains `cfg` on `data` into `run_dir`.
+pub fn train(
+    cfg: &ExperimentConfig,
+    data: &RunData,
+    device: &Device,
+    run_dir: &Path,
+    opts: &RunOptions,
+) -> Result<Summary, Error> {
+    let t_start = Instant::now();
+    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    let ckpt_dir = run_dir.join("checkpoints");
+    let metrics_path = run_dir.join("metrics.jsonl");
+    let config_json = serde_json::to_value(cfg).expect("config serializes");
+    let (shared, mut method) = build(cfg, device)?;
+    let d = &cfg.data;
+    let mut source = Loader::new(
+        data.source.clone(),
+        d.input.clone(),
+        d.batch_size,
+        stream_seed(cfg.seed, 10),
+        d.sampling,
+    )?;
+    let mut target = Loader::new(
+        data.target.clone(),
+        d.input.clone(),
+        d.batch_size,
+        stream_seed(cfg.seed, 11),
+        d.sampling,
+    )?;
+
+    let mut start = 0;
+    let mut train_seconds = 0.0;
+    let mut wall_before = 0.0;
+    if opts.resume {
+        let saved: Value = serde_json::from_slice(
+            &std::fs::read(run_dir.join("config.json"))
+                .map_err(io(&run_dir.join("config.json")))?,
+        )
+        .map_err(|e| Error::Run(format!("{}: {e}", run_dir.join("config.json").display())))?;
+        if saved != config_json {
+            return Err(Error::Run(format!(
+                "{}: the run was made with a different config; resume with the same config (see its config.json)",
+                run_dir.display()
+            )));
+        }
+        let Some(ckpt) = checkpoint::latest(&ckpt_dir)? else {
+            return Err(Error::Run(format!(
+                "{}: no checkpoint to resume from",
+                ckpt_dir.display()
+            )));
+        };
+        let state = checkpoint::read_state(&ckpt)?;
+        checkpoint::load_vars(&shared.vars, &ckpt.join("shared.safetensors"), device)?;
+        for (name, map) in method.var_maps() {
+            checkpoint::load_vars(map, &ckpt.join(format!("{name}.safetensors")), device)?;
+        }
+        for (name, opt) in method.optimizers() {
+            let tensors = checkpoint::read_optimizer(&ckpt, name, device)?;
+            let steps = state.optimizer_steps.get(name).cloned().unwrap_or_default();
+            opt.restore(tensors, steps)?;
+        }
+        source.restore(state.source_sampler)?;
+        target.restore(state.target_sampler)?;
+        shared.rng.restore(&state.rng);
+        start = state.iteration;
+        train_seconds = state.train_seconds;
+        wall_before = state.wall_seconds;
+        truncate_metrics(&metrics_path, start)?;
+        tracing::info!(
+            "resumed {} at iteration {start} from {}",
+            run_dir.display(),
+            ckpt.display()
+        );
+    } else {
+        if metrics_path.exists() || ckpt_dir.exists() {
+            return Err(Error::Run(format!(
+                "{} already holds a run; pass --resume to continue it or choose another --out",
+                run_dir.display()
+            )));
+        }
+        write_json(&run_dir.join("config.json"), &config_json)?;
+        write_json(
+            &run_dir.join("manifest.json"),
+            &manifest(cfg, data, device, opts)?,
+        )?;
+    }
+
+    let total = cfg.train.iterations;
+    let end = opts.stop_after.map_or(total, |s| s.min(total));
+    let log_every = cfg.train.eval_every.clamp(1, 50);
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(total as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} {wide_bar} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(format!("{} {}", cfg.task, cfg.method.name()));
+    bar.set_position(start as u64);
+
+    let mut acc: Vec<(&'static str, Tensor)> = Vec::new();
+    let mut acc_n = 0;
+    let mut seg_start = Instant::now();
+    let mut seg_iters = 0;
+    let images_per_iter = d.batch_size * if method.uses_target() { 2 } else { 1 };
+    let mut last_target_acc = None;
+    let mut last_ckpt: Option<PathBuf> = checkpoint::latest(&ckpt_dir).ok().flatten();
+    for it in start..end {
+        let p = schedule::progress(it, total);
+        let sp = StepParams {
+            p,
+            lr: schedule::lr_at(&cfg.optim, p),
+            lambda: schedule::lambda(cfg.adapt.lambda_max, cfg.adapt.gamma, p),
+            margin: schedule::margin_at(&cfg.adapt, cfg.model.critic.margin, p),
+        };
+        let src = source.next_batch(device)?;
+        let tgt = if method.uses_target() {
+            Some(target.next_batch(device)?)
+        } else {
+            None
+        };
+        let stats = method.step(&shared, &src, tgt.as_ref(), sp)?;
+        add_stats(&mut acc, stats)?;
+        acc_n += 1;
+        seg_iters += 1;
+        let done = it + 1;
+        let eval_now = done % cfg.train.eval_every == 0 || done == total;
+        if done % log_every == 0 || eval_now || done == end {
+            let means = read_scalars(&acc, acc_n)?;
+            if let Some((name, v)) = means.iter().find(|(_, v)| !v.is_finite()) {
+                bar.abandon();
+                return Err(Error::NonFinite {
+                    iteration: done,
+                    what: name.to_string(),
+                    value: *v,
+                    last_checkpoint: last_ckpt,
+                });
+            }
+            bar.set_position(done as u64);
+            let acc_msg = last_target_acc
+                .map(|a: f64| format!(" target acc {:.2}%", a * 100.0))
+                .unwrap_or_default();
+            bar.set_message(format!(
+                "loss {:.4}{acc_msg}",
+                means.get("loss").copied().unwrap_or(f64::NAN)
+            ));
+        }
+        if eval_now {
+            let seg_seconds = seg_start.elapsed().as_secs_f64();
+            train_seconds += seg_seconds;
+            let means = read_scalars(&acc, acc_n)?;
+            let line = evaluation_line(
+                cfg,
+                &shared,
+                method.as_ref(),
+                data,
+                device,
+                done,
+                sp,
+                &means,
+                seg_iters,
+                seg_seconds,
+                images_per_iter,
+            )?;
+            last_target_acc = line["target_acc"].as_f64();
+            tracing::info!(
+                "{} {} seed {} it {done}/{total}: target acc {:.2}%{} loss {:.4}",
+                cfg.task,
+                cfg.method.name(),
+                cfg.seed,
+                last_target_acc.unwrap_or(0.0) * 100.0,
+                line["source_acc"]
+                    .as_f64()
+                    .map(|a| format!(", source acc {:.2}%", a * 100.0))
+                    .unwrap_or_default(),
+                means.get("loss").copied().unwrap_or(f64::NAN)
+            );
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .map_err(io(&metrics_path))?;
+            writeln!(f, "{}", serde_json::to_string(&line).expect("JSON"))
+                .map_err(io(&metrics_path))?;
+            acc.clear();
+            acc_n = 0;
+            seg_iters = 0;
+            if done % cfg.train.checkpoint_every == 0 || done == total || done == end {
+                let mut optimizers = Vec::new();
+                let mut steps = BTreeMap::new();
+                for (name, opt) in method.optimizers() {
+                    let (tensors, s) = opt.state();
+                    optimizers.push((name, tensors));
+                    steps.insert(name.to_string(), s);
+                }
+                let mut var_maps = vec![("shared", &shared.vars)];
+                var_maps.extend(method.var_maps());
+                let state = TrainerState {
+                    iteration: done,
+                    source_sampler: source.state(),
+                    target_sampler: target.state(),
+                    rng: shared.rng.state(),
+                    optimizer_steps: steps,
+                    train_seconds,
+                    wall_seconds: wall_before + t_start.elapsed().as_secs_f64(),
+                };
+                last_ckpt = Some(checkpoint::save(
+                    &ckpt_dir,
+                    CheckpointParts {
+                        var_maps,
+                        optimizers,
+                    },
+                    &state,
+                    cfg.train.keep_checkpoints,
+                )?);
+            }
+            seg_start = Instant::now();
+        } else if done == end {
+            return Err(Error::Run(format!(
+                "stop_after {end} is not an evaluation point (a multiple of train.eval_every = {})",
+                cfg.train.eval_every
+            )));
+        }
+    }
+    bar.finish_and_clear();
+    let wall = wall_before + t_start.elapsed().as_secs_f64();
+    if end < total {
+        return Ok(Summary {
+            json: json!({"status": "stopped", "iteration": end}),
+            target_accuracy: last_target_acc.unwrap_or(f64::NAN),
+        });
+    }
+    let summary = summarize(cfg, &metrics_path, wall, train_seconds, images_per_iter)?;
+    write_json(&run_dir.join("summary.json"), &summary.json)?;
+    Ok(summary)
+}
+
+/// Builds the models of `cfg` and fills them from checkpoint directory `ckpt`.
+pub fn restore_models(
+    cfg: &ExperimentConfig,
+    ckpt: &Path,
+    device: &Device,
+) -> Result<(Shared, Box<dyn Method>), Error> {
+    let (shared, method) = build(cfg, device)?;
+    checkpoint::load_vars(&shared.vars, &ckpt.join("shared.safetensors"), device)?;
+    for (name, map) in method.var_maps() {
+        checkpoint::load_vars(map, &ckpt.join(format!("{name}.safetensors")), device)?;
+    }
+    Ok((shared, method))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluation_line(
+    cfg: &ExperimentConfig,
+    shared: &Shared,
+    method: &dyn Method,
+    data: &RunData,
+    device: &Device,
+    iteration: usize,
+    sp: StepParams,
+    train_means: &BTreeMap<&'static str, f64>,
+    seg_iters: usize,
+    seg_seconds: f64,
+    images_per_iter: usize,
+) -> Result<Value, Error> {
+    let input = &cfg.data.input;
+    let bs = cfg.data.eval_batch_size;
+    let tgt: EvalResult = evaluate(shared, method, &data.target_test, input, bs, device)?;
+    let src: Option<EvalResult> = data
+        .source_test
+        .as_ref()
+        .map(|s| evaluate(shared, method, s, input, bs, device))
+        .transpose()?;
+    let mut line = json!({
+        "iteration": iteration,
+        "progress": round6(iteration as f64 / cfg.train.iterations as f64),
+        "lr": round6(sp.lr),
+        "lambda": round6(sp.lambda),
+        "target_acc": round6(tgt.accuracy()),
+        "feat_norm_target_test": round6(tgt.mean_norm),
+        "train": train_means.iter().map(|(k, v)| (k.to_string(), round6(*v))).collect::<serde_json::Map<_, _>>(),
+        "images_per_s": round6(images_per_iter as f64 * seg_iters as f64 / seg_seconds.max(1e-9)),
+    });
+    if method.critic().is_some() {
+        line["margin"] = round6(sp.margin);
+        if let Some(e) = tgt.mean_energy() {
+            line["target_energy"] = round6(e);
+        }
+    }
+    if let Some(s) = &src {
+        line["source_acc"] = round6(s.accuracy());
+        line["feat_norm_source_test"] = round6(s.mean_norm);
+        if let (Some(es), Some(et)) = (s.mean_energy(), tgt.mean_energy()) {
+            line["source_energy"] = round6(es);
+            line["energy_gap"] = round6(et - es);
+        }
+        if let Some(a) = domain_accuracy(s, &tgt) {
+            line["domain_acc"] = round6(a);
+        }
+    }
+    Ok(line)
+}
+
+/// Builds `summary.json` from the run's metrics.
+pub fn summarize(
+    cfg: &ExperimentConfig,
+    metrics_path: &Path,
+    wall: f64,
+    train_seconds: f64,
+    images_per_iter: usize,
+) -> Result<Summary, Error> {
+    let text = std::fs::read_to_string(metrics_path).map_err(io(metrics_path))?;
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let last = lines
+        .last()
+        .ok_or_else(|| Error::Run(format!("{}: no evaluations", metrics_path.display())))?;
+    let target_acc = last["target_acc"].as_f64().unwrap_or(f64::NAN);
+    let best = lines
+        .iter()
+        .max_by(|a, b| {
+            a["target_acc"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b["target_acc"].as_f64().unwrap_or(0.0))
+        })
+        .expect("non-empty");
+    let by_source = lines
+        .iter()
+        .filter(|l| l["source_acc"].is_number())
+        .max_by(|a, b| {
+            a["source_acc"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b["source_acc"].as_f64().unwrap_or(0.0))
+        });
+    let json = json!({
+        "status": "complete",
+        "task": cfg.task,
+        "method": cfg.method.name(),
+        "seed": cfg.seed,
+        "iterations": cfg.train.iterations,
+        "headline": {
+            "what": "target test accuracy at the last iteration",
+            "target_acc": target_acc,
+            "source_acc": last["source_acc"],
+            "iteration": last["iteration"],
+        },
+        "oracle_best_on_target": {
+            "what": "ORACLE: the best target test accuracy over evaluations, selected with target test labels; not a valid result",
+            "target_acc": best["target_acc"],
+            "iteration": best["iteration"],
+        },
+        "selected_by_source_acc": by_source.map(|l| json!({
+            "what": "target test accuracy at the evaluation with the best source test accuracy (no target labels used)",
+            "target_acc": l["target_acc"],
+            "iteration": l["iteration"],
+        })),
+        "evaluations": lines.len(),
+        "wall_seconds": round6(wall),
+        "train_seconds": round6(train_seconds),
+        "train_images_per_s": round6(images_per_iter as f64 * cfg.train.iterations as f64 / train_seconds.max(1e-9)),
+    });
+    Ok(Summary {
+        json,
+        target_accuracy: target_acc,
+    })
+}
