@@ -1,6 +1,7 @@
 //! `ebda`: command-line entry point (argument parsing and wiring only).
 
 mod data_cmd;
+mod demo;
 mod device;
 mod train_cmd;
 
@@ -42,6 +43,8 @@ enum Command {
     Config(ConfigCommand),
     /// List the devices this binary can use.
     Devices,
+    /// Source-only vs EBDA on a synthetic domain shift made in code (no data needed).
+    Demo(demo::DemoArgs),
     /// Train a run (source-only, DANN or EBDA) into a run directory.
     Train(train_cmd::TrainArgs),
     /// Evaluate a run's checkpoint: accuracy per domain, confusion matrix, per-sample CSV.
@@ -142,6 +145,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(_) => unreachable!("handled above"),
         Command::Eval(args) => train_cmd::eval(&args, &cli.device.open()?)?,
+        Command::Demo(args) => demo::run(&args, &cli.device.open()?)?,
         Command::Config(ConfigCommand::Show(args)) => {
             let cfg = ExperimentConfig::load(args.config.as_deref(), &args.sets)?;
             println!("{}", serde_json::to_string_pretty(&cfg)?);

@@ -42,6 +42,7 @@ pub mod mat;
 mod preprocess;
 mod sampler;
 mod spec;
+pub mod synthetic;
 
 pub use dataset::{Dataset, Samples};
 pub use error::{Error, Result};

@@ -1,0 +1,370 @@
+//! `ebda train / eval` end to end on small fixture data written in the real
+//! MNIST idx format: run-directory contents, bad configs, determinism, resume
+//! after a kill, evaluation output, and a non-finite loss.
+
+#[path = "../crates/ebda-data/tests/common/mod.rs"]
+mod common;
+
+use common::formats::write_mnist;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ebda(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ebda"))
+        .args(["--threads", "1"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Two small "domains" in MNIST format: blobs whose position encodes the class;
+/// the target draws them brighter and shifted.
+fn fixture(dir: &Path) -> PathBuf {
+    let make = |sub: &str, prefix: &str, n: usize, bright: u8, shift: usize, seed: usize| {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut images = vec![0u8; n * 784];
+        let mut labels = vec![0u8; n];
+        for i in 0..n {
+            let class = (i * 7 + seed) % 10;
+            labels[i] = class as u8;
+            let (cy, cx) = (4 + (class / 5) * 12 + shift, 3 + (class % 5) * 5);
+            for y in cy..cy + 6 {
+                for x in cx..(cx + 4).min(28) {
+                    images[i * 784 + y * 28 + x] =
+                        bright.wrapping_sub(((i * 13 + y * 3 + x) % 40) as u8);
+                }
+            }
+        }
+        write_mnist(&d, prefix, &images, &labels, 28, 28, true);
+    };
+    make("src", "train", 120, 250, 0, 1);
+    make("src", "t10k", 60, 250, 0, 2);
+    make("tgt", "train", 120, 200, 2, 3);
+    make("tgt", "t10k", 60, 200, 2, 4);
+    let cfg = serde_json::json!({
+        "task": "fixture",
+        "data": {
+            "source": {"format": "mnist", "root": dir.join("src"), "split": "train"},
+            "target": {"format": "mnist", "root": dir.join("tgt"), "split": "train"},
+            "target_test": {"format": "mnist", "root": dir.join("tgt"), "split": "test"},
+            "source_test": {"format": "mnist", "root": dir.join("src"), "split": "test"},
+            "batch_size": 8,
+            "eval_batch_size": 32
+        },
+        "train": {"iterations": 40, "eval_every": 10, "checkpoint_every": 10}
+    });
+    let path = dir.join("exp.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    path
+}
+
+/// metrics.jsonl without the wall-clock fields, which differ between runs.
+fn metrics_without_timing(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("images_per_s");
+            v
+        })
+        .collect()
+}
+
+fn train(cfg: &Path, out: &Path, sets: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    ebda(&args)
+}
+
+#[test]
+fn train_writes_a_complete_run_directory_and_eval_reads_it() {
+    let dir = common::temp_dir("train-e2e");
+    let cfg = fixture(&dir);
+    let run = dir.join("run");
+    let out = train(&cfg, &run, &["method=ebda"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in [
+        "config.json",
+        "manifest.json",
+        "metrics.jsonl",
+        "summary.json",
+        "train.log",
+        "checkpoints/latest.json",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    let ckpt = run.join("checkpoints/iter-00000040");
+    for f in [
+        "shared.safetensors",
+        "critic.safetensors",
+        "optim.safetensors",
+        "critic_optim.safetensors",
+        "state.json",
+    ] {
+        assert!(ckpt.join(f).is_file(), "missing checkpoint file {f}");
+    }
+    // keep_checkpoints = 2: iterations 30 and 40 remain.
+    assert!(
+        run.join("checkpoints/iter-00000030").is_dir()
+            && !run.join("checkpoints/iter-00000020").exists()
+    );
+    let metrics = metrics_without_timing(&run);
+    assert_eq!(
+        metrics
+            .iter()
+            .map(|m| m["iteration"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![10, 20, 30, 40]
+    );
+    for key in [
+        "target_acc",
+        "source_acc",
+        "target_energy",
+        "source_energy",
+        "energy_gap",
+        "lambda",
+        "lr",
+        "margin",
+    ] {
+        assert!(
+            metrics[3][key].is_number(),
+            "metrics lack {key}: {}",
+            metrics[3]
+        );
+    }
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(summary["headline"]["target_acc"], metrics[3]["target_acc"]);
+    assert!(
+        summary["oracle_best_on_target"]["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("ORACLE")
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["seed"], 0);
+    assert_eq!(
+        manifest["dataset_files_sha256"].as_object().unwrap().len(),
+        8
+    );
+    let resolved: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        resolved["model"]["critic"]["energy"], "relative",
+        "defaults are written out"
+    );
+
+    let out = ebda(&["eval", "--run", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("target test (mnist/test): accuracy")
+            && stdout.contains("confusion matrix"),
+        "{stdout}"
+    );
+    let acc = format!(
+        "{:.2}%",
+        summary["headline"]["target_acc"].as_f64().unwrap() * 100.0
+    );
+    assert!(
+        stdout.contains(&acc),
+        "eval reproduces the last-iterate accuracy {acc}: {stdout}"
+    );
+    let csv = std::fs::read_to_string(run.join("eval/target.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 61);
+    assert!(csv.starts_with("index,label,prediction,correct,energy,domain_logit"));
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .nth(4)
+            .unwrap()
+            .parse::<f32>()
+            .is_ok(),
+        "energy column filled"
+    );
+
+    // A second train into the same directory without --resume is refused.
+    let again = train(&cfg, &run, &["method=ebda"]);
+    assert!(!again.status.success() && text(&again.stderr).contains("already holds a run"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_config_exits_non_zero_with_the_key_path() {
+    let dir = common::temp_dir("train-bad");
+    let cfg = fixture(&dir);
+    let out = train(&cfg, &dir.join("run"), &["adapt.critic_steps=0"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("adapt.critic_steps: must be >= 1, got 0"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = train(&cfg, &dir.join("run"), &["data.source.root=/nonexistent"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("/nonexistent/train-images-idx3-ubyte.gz: file not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn one_config_and_seed_twice_give_identical_metrics() {
+    let dir = common::temp_dir("train-det");
+    let cfg = fixture(&dir);
+    for method in ["dann", "ebda", "source-only"] {
+        let set = format!("method={method}");
+        let a = dir.join(format!("{method}-a"));
+        let b = dir.join(format!("{method}-b"));
+        assert!(train(&cfg, &a, &[&set]).status.success());
+        assert!(train(&cfg, &b, &[&set]).status.success());
+        assert_eq!(
+            metrics_without_timing(&a),
+            metrics_without_timing(&b),
+            "{method}"
+        );
+        let c = dir.join(format!("{method}-c"));
+        assert!(train(&cfg, &c, &[&set, "seed=1"]).status.success());
+        assert_ne!(
+            metrics_without_timing(&a),
+            metrics_without_timing(&c),
+            "{method}: the seed matters"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_final_metrics() {
+    let dir = common::temp_dir("train-resume");
+    let cfg = fixture(&dir);
+    let long = ["method=ebda", "train.iterations=200"];
+    let full = dir.join("full");
+    assert!(train(&cfg, &full, &long).status.success());
+
+    // Kill -9 as soon as the first checkpoint is published.
+    let killed = dir.join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ebda"))
+        .args([
+            "--threads",
+            "1",
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            killed.to_str().unwrap(),
+            "--no-progress",
+        ])
+        .args(long.iter().flat_map(|s| ["--set", s]))
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pointer = killed.join("checkpoints/latest.json");
+    let t0 = std::time::Instant::now();
+    while !pointer.exists() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !killed.join("summary.json").exists(),
+        "the run finished before it could be killed"
+    );
+    let out = ebda(&[
+        "train",
+        "--resume",
+        killed.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        metrics_without_timing(&killed),
+        metrics_without_timing(&full)
+    );
+
+    // The same with a planned stop: --stop-after, then --resume.
+    let stopped = dir.join("stopped");
+    let mut args = vec![
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        stopped.to_str().unwrap(),
+        "--no-progress",
+        "--stop-after",
+        "50",
+    ];
+    for s in &long {
+        args.extend(["--set", s]);
+    }
+    assert!(ebda(&args).status.success());
+    assert!(!stopped.join("summary.json").exists());
+    assert!(
+        ebda(&[
+            "train",
+            "--resume",
+            stopped.to_str().unwrap(),
+            "--no-progress"
+        ])
+        .status
+        .success()
+    );
+    assert_eq!(
+        metrics_without_timing(&stopped),
+        metrics_without_timing(&full)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_with_a_clear_error() {
+    let dir = common::temp_dir("train-nan");
+    let cfg = fixture(&dir);
+    let run = dir.join("run");
+    let out = train(
+        &cfg,
+        &run,
+        &[
+            "method=source-only",
+            "optim.lr=1e30",
+            "optim.schedule=constant",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("non-finite") && err.contains("training stopped"),
+        "{err}"
+    );
+    assert!(!run.join("summary.json").exists());
+    assert!(
+        !run.join("checkpoints/latest.json").exists(),
+        "no checkpoint of a diverged model"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
