@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# On a GPU machine with the CUDA driver and libraries but no Rust toolchain,
+# after scripts/gpu-pack.sh was run on a build machine and target/gpu-bundle
+# carried over:
+#   1. `ebda devices` on CUDA;
+#   2. the device-generic tests (critic, classifier, DANN, features) with
+#      EBDA_TEST_DEVICE=cuda;
+#   3. short real training runs — MNIST→USPS, DANN and EBDA, 300 iterations —
+#      on CUDA and on the CPU, printing images/s side by side.
+# Exits non-zero on any failure. Budget: well under 8 minutes on an H100.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUNDLE=target/gpu-bundle
+WORK="${WORK:-/tmp/ebda-gpu}"
+ITERS="${ITERS:-300}"
+mkdir -p "$WORK"
+xz -dc "$BUNDLE/payload.tar.xz" | tar xf - -C "$WORK" || { echo "cannot unpack $BUNDLE/payload.tar.xz"; exit 1; }
+EBDA="$WORK/bin/ebda"
+
+# CUDA 13 user-space libraries: a system toolkit, or NVIDIA's Python wheels.
+cublas=$(find /usr/local/cuda*/lib64 /usr/lib/x86_64-linux-gnu /opt /usr/local/lib /usr/lib/python3* \
+  -name 'libcublas.so.13' 2>/dev/null | head -n1)
+[ -n "$cublas" ] || { echo "libcublas.so.13 not found on this machine"; exit 1; }
+for lib in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13; do
+  d=$(dirname "$(find "$(dirname "$(dirname "$cublas")")" /usr/local/cuda*/lib64 -name "$lib" 2>/dev/null | head -n1)")
+  LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
+done
+export LD_LIBRARY_PATH
+
+# The real digits travel in the bundle; the configs read ../shared/data.
+if [ ! -d ../shared/data ]; then mkdir -p ../shared && ln -sfn "$PWD/$BUNDLE/data" ../shared/data; fi
+
+fail=0
+echo "== GPU"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || fail=1
+echo "== ebda devices"
+"$EBDA" --device cuda devices || fail=1
+
+echo "== device-generic tests on CUDA"
+for t in "$WORK"/tests/*; do
+  echo "-- $(basename "$t")"
+  EBDA_TEST_DEVICE=cuda "$t" -q --test-threads 4 2>&1 | tail -n 3 || fail=1
+  [ "${PIPESTATUS[0]}" = 0 ] || { echo "FAILED: $(basename "$t")"; fail=1; }
+done
+
+echo "== training throughput, MNIST→USPS, $ITERS iterations, batch 64+64"
+printf '%-6s %-5s %12s %14s\n' method device images/s target_acc
+for method in dann ebda; do
+  for dev in cuda cpu; do
+    out="$WORK/run-$method-$dev"
+    rm -rf "$out"
+    threads=$(nproc)
+    if summary=$("$EBDA" --device "$dev" --threads "$threads" -q train --config experiments/digits/M2U.json \
+        --set "method=$method" --set "train.iterations=$ITERS" --set "train.eval_every=$ITERS" \
+        --set "train.checkpoint_every=$ITERS" --out "$out" --no-progress 2>"$out.err"); then
+      ips=$(echo "$summary" | python3 -c 'import sys, json; print(round(json.load(sys.stdin)["train_images_per_s"]))')
+      acc=$(echo "$summary" | python3 -c 'import sys, json; print(json.load(sys.stdin)["headline"]["target_acc"])')
+      printf '%-6s %-5s %12s %14s\n' "$method" "$dev" "$ips" "$acc"
+    else
+      echo "FAILED: $method on $dev"; tail -n 5 "$out.err"; fail=1
+    fi
+  done
+done
+[ "$fail" = 0 ] && echo "gpu-check: all passed" || echo "gpu-check: FAILURES"
+exit "$fail"
