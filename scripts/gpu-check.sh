@@ -10,25 +10,9 @@
 # Exits non-zero on any failure. Budget: well under 8 minutes on an H100.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUNDLE=target/gpu-bundle
-WORK="${WORK:-/tmp/ebda-gpu}"
 ITERS="${ITERS:-300}"
-mkdir -p "$WORK"
-xz -dc "$BUNDLE/payload.tar.xz" | tar xf - -C "$WORK" || { echo "cannot unpack $BUNDLE/payload.tar.xz"; exit 1; }
-EBDA="$WORK/bin/ebda"
-
-# CUDA 13 user-space libraries: a system toolkit, or NVIDIA's Python wheels.
-cublas=$(find /usr/local/cuda*/lib64 /usr/lib/x86_64-linux-gnu /opt /usr/local/lib /usr/lib/python3* \
-  -name 'libcublas.so.13' 2>/dev/null | head -n1)
-[ -n "$cublas" ] || { echo "libcublas.so.13 not found on this machine"; exit 1; }
-for lib in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13; do
-  d=$(dirname "$(find "$(dirname "$(dirname "$cublas")")" /usr/local/cuda*/lib64 -name "$lib" 2>/dev/null | head -n1)")
-  LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
-done
-export LD_LIBRARY_PATH
-
-# The real digits travel in the bundle; the configs read ../shared/data.
-if [ ! -d ../shared/data ]; then mkdir -p ../shared && ln -sfn "$PWD/$BUNDLE/data" ../shared/data; fi
+# shellcheck source=scripts/gpu-env.sh
+source scripts/gpu-env.sh
 
 fail=0
 echo "== GPU"

@@ -3,6 +3,7 @@
 mod data_cmd;
 mod demo;
 mod device;
+mod report_cmd;
 mod train_cmd;
 
 use anyhow::{Context, Result};
@@ -49,6 +50,8 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Evaluate a run's checkpoint: accuracy per domain, confusion matrix, per-sample CSV.
     Eval(train_cmd::EvalArgs),
+    /// Tables over runs: mean ± std over seeds per task and method (oracle labelled).
+    Report(report_cmd::ReportArgs),
     /// Inspect, check and fetch datasets.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
@@ -146,6 +149,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(_) => unreachable!("handled above"),
         Command::Eval(args) => train_cmd::eval(&args, &cli.device.open()?)?,
         Command::Demo(args) => demo::run(&args, &cli.device.open()?)?,
+        Command::Report(args) => report_cmd::run(&args)?,
         Command::Config(ConfigCommand::Show(args)) => {
             let cfg = ExperimentConfig::load(args.config.as_deref(), &args.sets)?;
             println!("{}", serde_json::to_string_pretty(&cfg)?);

@@ -336,7 +336,11 @@ impl EnergyCritic {
         let source_energy = e_src.mean_all()?;
         let hinge = margin_hinge(&e_tgt, margin)?;
         let total = (&source_energy + &hinge)?;
-        let beyond_margin = e_tgt.ge(margin)?.to_dtype(e_tgt.dtype())?.mean_all()?;
+        let beyond_margin = e_tgt
+            .detach()
+            .ge(margin)?
+            .to_dtype(e_tgt.dtype())?
+            .mean_all()?;
         Ok(CriticLoss {
             total,
             source_energy: source_energy.detach(),

@@ -121,12 +121,12 @@ pub(crate) fn add_stats(
     stats: Vec<(&'static str, Tensor)>,
 ) -> Result<()> {
     if acc.is_empty() {
-        *acc = stats;
+        *acc = stats.into_iter().map(|(n, v)| (n, v.detach())).collect();
         return Ok(());
     }
     for ((name, sum), (other, v)) in acc.iter_mut().zip(stats) {
         debug_assert_eq!(*name, other);
-        *sum = (&*sum + v)?;
+        *sum = (&*sum + v.detach())?;
     }
     Ok(())
 }

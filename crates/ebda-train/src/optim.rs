@@ -63,12 +63,16 @@ impl Optimizer {
             for vi in 0..self.groups[gi].vars.len() {
                 let (name, var) = &self.groups[gi].vars[vi];
                 let Some(grad) = grads.get(var) else { continue };
+                // Every optimizer tensor is detached: a momentum or moment
+                // buffer computed from tracked tensors would chain each step's
+                // graph to the previous one and keep them all alive.
+                let grad = grad.detach();
                 let name = name.clone();
                 let var = var.clone();
                 match cfg.optimizer {
-                    OptimizerKind::Sgd => self.sgd(&name, &var, grad, lr, &cfg)?,
+                    OptimizerKind::Sgd => self.sgd(&name, &var, &grad, lr, &cfg)?,
                     OptimizerKind::Adam | OptimizerKind::Adamw => {
-                        self.adam(&name, &var, grad, lr, &cfg)?
+                        self.adam(&name, &var, &grad, lr, &cfg)?
                     }
                 }
             }
@@ -84,7 +88,7 @@ impl Optimizer {
         lr: f64,
         cfg: &OptimConfig,
     ) -> Result<()> {
-        let theta = var.as_tensor();
+        let theta = &var.as_tensor().detach();
         let mut g = if cfg.weight_decay != 0.0 {
             (grad + (theta * cfg.weight_decay)?)?
         } else {
@@ -116,7 +120,7 @@ impl Optimizer {
         cfg: &OptimConfig,
     ) -> Result<()> {
         let [b1, b2] = cfg.betas;
-        let mut theta = var.as_tensor().clone();
+        let mut theta = var.as_tensor().detach();
         let g = match cfg.optimizer {
             OptimizerKind::Adam if cfg.weight_decay != 0.0 => {
                 (grad + (&theta * cfg.weight_decay)?)?
@@ -244,6 +248,41 @@ mod tests {
             ..OptimConfig::default()
         };
         assert!((run(&cfg, 3) - 0.729).abs() < 1e-6);
+    }
+
+    #[test]
+    fn state_never_tracks_the_graph() {
+        // A moment buffer that kept a backprop op would chain every step's
+        // graph to the previous one: memory grows by a whole step per step.
+        for cfg in [
+            OptimConfig {
+                momentum: 0.9,
+                weight_decay: 0.1,
+                ..OptimConfig::default()
+            },
+            OptimConfig::adam(0.1),
+        ] {
+            let x = var(1.0);
+            let mut opt = Optimizer::new(
+                &cfg,
+                vec![ParamGroup {
+                    vars: vec![("x".into(), x.clone())],
+                    lr_mult: 1.0,
+                }],
+            );
+            for _ in 0..3 {
+                let loss = (x.as_tensor().sqr().unwrap() * 0.5)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
+                opt.step(&loss.backward().unwrap(), 0.1).unwrap();
+            }
+            let (tensors, _) = opt.state();
+            assert!(!tensors.is_empty());
+            for (name, t) in tensors {
+                assert!(!t.track_op(), "{name} tracks a backprop op");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,429 @@
+//! Run directories → comparison tables.
+//!
+//! A run directory (DESIGN.md §3) holds `config.json`, `metrics.jsonl` and,
+//! once finished, `summary.json`. This crate finds runs under given paths,
+//! groups them by task (source → target) and method, and computes over seeds:
+//! - the **headline**: mean ± sample standard deviation (n − 1) of the
+//!   target test accuracy at the last iteration;
+//! - in a separately labelled column, the **oracle**: the best target test
+//!   accuracy over evaluations, which is selected with target labels and is
+//!   therefore not a valid result.
+//!
+//! Runs that are unfinished or diverged are never averaged in: they are
+//! listed as flagged, and a cell built from fewer runs than its group has
+//! says so.
+//!
+//! No candle: reports read JSON only.
+
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Errors while reading runs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {reason}", path.display())]
+    Format { path: PathBuf, reason: String },
+    #[error("no run directories (with config.json) under {0}")]
+    NoRuns(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The state of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Complete,
+    /// No summary yet: still running, or stopped; resumable.
+    Incomplete,
+    /// Stopped on a non-finite loss.
+    Diverged,
+}
+
+/// What a report needs of one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    pub dir: PathBuf,
+    pub task: String,
+    pub method: String,
+    pub seed: u64,
+    pub status: Status,
+    /// Target accuracy at the last iteration (complete runs).
+    pub last_target_acc: Option<f64>,
+    /// Best target accuracy over evaluations (oracle).
+    pub oracle_target_acc: Option<f64>,
+    /// Iterations evaluated so far / planned.
+    pub iterations_done: u64,
+    pub iterations_planned: u64,
+    pub wall_seconds: Option<f64>,
+    pub train_images_per_s: Option<f64>,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads one run directory.
+pub fn read_run(dir: &Path) -> Result<Run> {
+    let config = read_json(&dir.join("config.json"))?;
+    let field = |key: &str| {
+        config.get(key).cloned().ok_or_else(|| Error::Format {
+            path: dir.join("config.json"),
+            reason: format!("no {key:?}"),
+        })
+    };
+    let task = field("task")?.as_str().unwrap_or_default().to_string();
+    let method = field("method")?.as_str().unwrap_or_default().to_string();
+    let seed = field("seed")?.as_u64().unwrap_or(0);
+    let planned = config["train"]["iterations"].as_u64().unwrap_or(0);
+    let metrics_path = dir.join("metrics.jsonl");
+    let mut metrics = Vec::new();
+    if metrics_path.is_file() {
+        let text = std::fs::read_to_string(&metrics_path).map_err(|source| Error::Io {
+            path: metrics_path.clone(),
+            source,
+        })?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: Value = serde_json::from_str(line).map_err(|e| Error::Format {
+                path: metrics_path.clone(),
+                reason: format!("line {}: {e}", i + 1),
+            })?;
+            metrics.push(v);
+        }
+    }
+    let done = metrics
+        .last()
+        .and_then(|m| m["iteration"].as_u64())
+        .unwrap_or(0);
+    let accs: Vec<f64> = metrics
+        .iter()
+        .filter_map(|m| m["target_acc"].as_f64())
+        .collect();
+    let summary_path = dir.join("summary.json");
+    let summary = if summary_path.is_file() {
+        Some(read_json(&summary_path)?)
+    } else {
+        None
+    };
+    let status = match summary.as_ref().and_then(|s| s["status"].as_str()) {
+        Some("complete") if done == planned && planned > 0 => Status::Complete,
+        Some("diverged") => Status::Diverged,
+        _ => Status::Incomplete,
+    };
+    let complete = status == Status::Complete;
+    Ok(Run {
+        dir: dir.to_path_buf(),
+        task,
+        method,
+        seed,
+        last_target_acc: if complete { accs.last().copied() } else { None },
+        oracle_target_acc: if complete {
+            accs.iter().copied().reduce(f64::max)
+        } else {
+            None
+        },
+        status,
+        iterations_done: done,
+        iterations_planned: planned,
+        wall_seconds: summary.as_ref().and_then(|s| s["wall_seconds"].as_f64()),
+        train_images_per_s: summary
+            .as_ref()
+            .and_then(|s| s["train_images_per_s"].as_f64()),
+    })
+}
+
+/// Every run directory (one holding `config.json`) at or under each path, sorted.
+pub fn find_runs(paths: &[PathBuf]) -> Result<Vec<Run>> {
+    let mut dirs = Vec::new();
+    for p in paths {
+        collect(p, &mut dirs)?;
+    }
+    dirs.sort();
+    dirs.dedup();
+    if dirs.is_empty() {
+        return Err(Error::NoRuns(
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    dirs.iter().map(|d| read_run(d)).collect()
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if path.join("config.json").is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() && p.file_name().is_some_and(|n| n != "checkpoints") {
+            collect(&p, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Mean and sample standard deviation (n − 1; 0 for one value).
+pub fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    Some((mean, var.sqrt()))
+}
+
+/// One cell: a task × method group.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    pub task: String,
+    pub method: String,
+    /// Complete runs averaged.
+    pub n: usize,
+    /// Runs in the group, complete or not.
+    pub total: usize,
+    pub seeds: Vec<u64>,
+    /// Headline: last-iterate target accuracy, mean and sample std.
+    pub mean: Option<f64>,
+    pub std: Option<f64>,
+    /// Oracle (best on target test), mean and sample std.
+    pub oracle_mean: Option<f64>,
+    pub oracle_std: Option<f64>,
+}
+
+/// Runs grouped into cells, plus the runs left out.
+#[derive(Clone, Debug, Serialize)]
+pub struct Table {
+    pub tasks: Vec<String>,
+    pub methods: Vec<String>,
+    pub cells: Vec<Cell>,
+    /// Unfinished or diverged runs, never averaged.
+    pub flagged: Vec<Run>,
+}
+
+/// The order methods appear in: baselines first.
+fn method_rank(m: &str) -> (usize, String) {
+    let rank = ["source-only", "dann", "ebda"]
+        .iter()
+        .position(|x| *x == m)
+        .unwrap_or(3);
+    (rank, m.to_string())
+}
+
+/// Groups runs by (task, method) and aggregates over seeds.
+pub fn aggregate(runs: &[Run]) -> Table {
+    let mut groups: BTreeMap<(String, String), Vec<&Run>> = BTreeMap::new();
+    for r in runs {
+        groups
+            .entry((r.task.clone(), r.method.clone()))
+            .or_default()
+            .push(r);
+    }
+    let mut tasks: Vec<String> = runs.iter().map(|r| r.task.clone()).collect();
+    tasks.sort();
+    tasks.dedup();
+    let mut methods: Vec<String> = runs.iter().map(|r| r.method.clone()).collect();
+    methods.sort_by_key(|m| method_rank(m));
+    methods.dedup();
+    let cells = groups
+        .into_iter()
+        .map(|((task, method), rs)| {
+            let done: Vec<&&Run> = rs.iter().filter(|r| r.status == Status::Complete).collect();
+            let last: Vec<f64> = done.iter().filter_map(|r| r.last_target_acc).collect();
+            let oracle: Vec<f64> = done.iter().filter_map(|r| r.oracle_target_acc).collect();
+            let (mean, std) = mean_std(&last).map_or((None, None), |(m, s)| (Some(m), Some(s)));
+            let (oracle_mean, oracle_std) =
+                mean_std(&oracle).map_or((None, None), |(m, s)| (Some(m), Some(s)));
+            let mut seeds: Vec<u64> = done.iter().map(|r| r.seed).collect();
+            seeds.sort();
+            Cell {
+                task,
+                method,
+                n: done.len(),
+                total: rs.len(),
+                seeds,
+                mean,
+                std,
+                oracle_mean,
+                oracle_std,
+            }
+        })
+        .collect();
+    let flagged = runs
+        .iter()
+        .filter(|r| r.status != Status::Complete)
+        .cloned()
+        .collect();
+    Table {
+        tasks,
+        methods,
+        cells,
+        flagged,
+    }
+}
+
+impl Table {
+    fn cell(&self, task: &str, method: &str) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|c| c.task == task && c.method == method)
+    }
+
+    fn fmt(mean: Option<f64>, std: Option<f64>, n: usize, total: usize) -> String {
+        match (mean, std) {
+            (Some(m), Some(s)) => {
+                let partial = if n < total {
+                    format!(" ({n} of {total} runs)")
+                } else {
+                    String::new()
+                };
+                format!("{:.1} ± {:.1}{partial}", m * 100.0, s * 100.0)
+            }
+            _ if total > 0 => format!("— (0 of {total} runs complete)"),
+            _ => "—".into(),
+        }
+    }
+
+    /// Mean over tasks of a method's cell means (only where every task has one).
+    fn average(&self, method: &str, oracle: bool) -> Option<f64> {
+        let means: Option<Vec<f64>> = self
+            .tasks
+            .iter()
+            .map(|t| {
+                self.cell(t, method)
+                    .and_then(|c| if oracle { c.oracle_mean } else { c.mean })
+            })
+            .collect();
+        means
+            .filter(|m| !m.is_empty())
+            .map(|m| m.iter().sum::<f64>() / m.len() as f64)
+    }
+
+    fn grid(&self, oracle: bool) -> Vec<Vec<String>> {
+        let mut rows = Vec::new();
+        for m in &self.methods {
+            let mut row = vec![m.clone()];
+            for t in &self.tasks {
+                row.push(match self.cell(t, m) {
+                    Some(c) if oracle => Self::fmt(c.oracle_mean, c.oracle_std, c.n, c.total),
+                    Some(c) => Self::fmt(c.mean, c.std, c.n, c.total),
+                    None => "—".into(),
+                });
+            }
+            row.push(
+                self.average(m, oracle)
+                    .map_or("—".into(), |a| format!("{:.1}", a * 100.0)),
+            );
+            rows.push(row);
+        }
+        rows
+    }
+
+    /// Markdown: the headline table, the oracle table, and the flagged runs.
+    pub fn markdown(&self) -> String {
+        let header = |title: &str| {
+            let mut h = format!("| {title} |");
+            for t in &self.tasks {
+                h.push_str(&format!(" {t} |"));
+            }
+            h.push_str(" Avg |\n|---|");
+            for _ in &self.tasks {
+                h.push_str("---|");
+            }
+            h.push_str("---|\n");
+            h
+        };
+        let mut out = String::from(
+            "Target test accuracy (%) at the last iteration, mean ± sample std over seeds:\n\n",
+        );
+        out.push_str(&header("method"));
+        for row in self.grid(false) {
+            out.push_str(&format!("| {} |\n", row.join(" | ")));
+        }
+        out.push_str(
+            "\nORACLE — best target test accuracy over evaluations (%), selected with target test labels; \
+             not a valid result, shown only to expose the gap to the last iterate:\n\n",
+        );
+        out.push_str(&header("method (oracle)"));
+        for row in self.grid(true) {
+            out.push_str(&format!("| {} |\n", row.join(" | ")));
+        }
+        if !self.flagged.is_empty() {
+            out.push_str("\nFlagged runs, not averaged:\n\n");
+            for r in &self.flagged {
+                out.push_str(&format!(
+                    "- {} ({} {} seed {}): {:?} at iteration {} of {}\n",
+                    r.dir.display(),
+                    r.task,
+                    r.method,
+                    r.seed,
+                    r.status,
+                    r.iterations_done,
+                    r.iterations_planned
+                ));
+            }
+        }
+        out
+    }
+
+    /// CSV: one line per cell.
+    pub fn csv(&self) -> String {
+        let mut out = String::from(
+            "task,method,n_complete,n_runs,seeds,last_mean,last_std,oracle_mean,oracle_std\n",
+        );
+        let f = |v: Option<f64>| v.map_or(String::new(), |x| format!("{:.4}", x * 100.0));
+        for c in &self.cells {
+            let seeds: Vec<String> = c.seeds.iter().map(u64::to_string).collect();
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{}\n",
+                c.task,
+                c.method,
+                c.n,
+                c.total,
+                seeds.join(" "),
+                f(c.mean),
+                f(c.std),
+                f(c.oracle_mean),
+                f(c.oracle_std)
+            ));
+        }
+        out
+    }
+
+    /// JSON: cells and flagged runs.
+    pub fn json(&self) -> Value {
+        serde_json::to_value(self).expect("plain data serializes")
+    }
+}

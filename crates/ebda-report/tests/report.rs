@@ -1,0 +1,144 @@
+//! Aggregation on run directories written with known metrics.
+
+use ebda_report::{Status, aggregate, find_runs, mean_std};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ebda-report-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A run with target accuracies `accs` at iterations 100, 200, …; finished if `complete`.
+fn write_run(root: &Path, task: &str, method: &str, seed: u64, accs: &[f64], complete: bool) {
+    let dir = root.join(format!("{task}-{method}-seed{seed}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let planned = 100 * if complete { accs.len() } else { accs.len() + 2 } as u64;
+    let cfg =
+        json!({"task": task, "method": method, "seed": seed, "train": {"iterations": planned}});
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let lines: Vec<String> = accs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| json!({"iteration": 100 * (i + 1), "target_acc": a}).to_string())
+        .collect();
+    std::fs::write(dir.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
+    if complete {
+        std::fs::write(
+            dir.join("summary.json"),
+            json!({"status": "complete", "wall_seconds": 10.0}).to_string(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn mean_std_by_hand() {
+    // [0.80, 0.84, 0.88]: mean 0.84, sample std sqrt((0.0016 + 0 + 0.0016)/2) = 0.04.
+    let (m, s) = mean_std(&[0.80, 0.84, 0.88]).unwrap();
+    assert!((m - 0.84).abs() < 1e-12 && (s - 0.04).abs() < 1e-12);
+    assert_eq!(mean_std(&[0.5]), Some((0.5, 0.0)));
+    assert_eq!(mean_std(&[]), None);
+}
+
+#[test]
+fn groups_by_task_and_method_with_labelled_oracle_and_flags() {
+    let root = temp_dir("agg");
+    // M2U ebda: last 0.80 / 0.84 / 0.88, bests 0.90 / 0.86 / 0.88.
+    write_run(&root, "M2U", "ebda", 0, &[0.5, 0.9, 0.80], true);
+    write_run(&root, "M2U", "ebda", 1, &[0.86, 0.84], true);
+    write_run(&root, "M2U", "ebda", 2, &[0.88], true);
+    // M2U source-only: one complete (0.70), one incomplete (not averaged).
+    write_run(&root, "M2U", "source-only", 0, &[0.6, 0.7], true);
+    write_run(&root, "M2U", "source-only", 1, &[0.99], false);
+    // U2M ebda: 0.90.
+    write_run(&root, "U2M", "ebda", 0, &[0.90], true);
+    let runs = find_runs(&[root.clone()]).unwrap();
+    assert_eq!(runs.len(), 6);
+    let table = aggregate(&runs);
+    assert_eq!(table.tasks, vec!["M2U", "U2M"]);
+    assert_eq!(
+        table.methods,
+        vec!["source-only", "ebda"],
+        "baselines first"
+    );
+    let cell = |t: &str, m: &str| {
+        table
+            .cells
+            .iter()
+            .find(|c| c.task == t && c.method == m)
+            .unwrap()
+    };
+    let e = cell("M2U", "ebda");
+    assert_eq!((e.n, e.total), (3, 3));
+    assert!((e.mean.unwrap() - 0.84).abs() < 1e-12 && (e.std.unwrap() - 0.04).abs() < 1e-12);
+    // Oracle: bests 0.90, 0.86, 0.88 → mean 0.88, std 0.02.
+    assert!(
+        (e.oracle_mean.unwrap() - 0.88).abs() < 1e-12
+            && (e.oracle_std.unwrap() - 0.02).abs() < 1e-12
+    );
+    let s = cell("M2U", "source-only");
+    assert_eq!((s.n, s.total), (1, 2));
+    assert_eq!(
+        s.mean,
+        Some(0.7),
+        "the incomplete run's 0.99 is not averaged"
+    );
+    assert_eq!(table.flagged.len(), 1);
+    assert_eq!(table.flagged[0].status, Status::Incomplete);
+
+    let md = table.markdown();
+    assert!(
+        md.contains("| ebda | 84.0 ± 4.0 | 90.0 ± 0.0 | 87.0 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| source-only | 70.0 ± 0.0 (1 of 2 runs) | — | — |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("ORACLE") && md.contains("| ebda | 88.0 ± 2.0 | 90.0 ± 0.0 | 89.0 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Flagged runs, not averaged")
+            && md.contains("Incomplete at iteration 100 of 300"),
+        "{md}"
+    );
+    let csv = table.csv();
+    assert!(
+        csv.contains("M2U,ebda,3,3,0 1 2,84.0000,4.0000,88.0000,2.0000"),
+        "{csv}"
+    );
+    assert_eq!(table.json()["cells"].as_array().unwrap().len(), 3);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn diverged_runs_are_flagged_and_bad_input_is_named() {
+    let root = temp_dir("bad");
+    write_run(&root, "M2U", "dann", 0, &[0.5], true);
+    let dir = root.join("M2U-dann-seed0");
+    std::fs::write(
+        dir.join("summary.json"),
+        json!({"status": "diverged"}).to_string(),
+    )
+    .unwrap();
+    let table = aggregate(&find_runs(&[root.clone()]).unwrap());
+    assert_eq!(table.flagged[0].status, Status::Diverged);
+    assert!(table.markdown().contains("— (0 of 1 runs complete)"));
+    std::fs::write(dir.join("metrics.jsonl"), "{\"iteration\": 1}\nnot json\n").unwrap();
+    let err = find_runs(&[root.clone()]).unwrap_err().to_string();
+    assert!(err.contains("metrics.jsonl: line 2"), "{err}");
+    let empty = temp_dir("empty");
+    assert!(
+        find_runs(&[empty.clone()])
+            .unwrap_err()
+            .to_string()
+            .contains("no run directories")
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::remove_dir_all(&empty).unwrap();
+}
