@@ -1,5 +1,6 @@
 //! `ebda`: command-line entry point (argument parsing and wiring only).
 
+mod bench_cmd;
 mod data_cmd;
 mod demo;
 mod device;
@@ -50,6 +51,8 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Evaluate a run's checkpoint: accuracy per domain, confusion matrix, per-sample CSV.
     Eval(train_cmd::EvalArgs),
+    /// Throughput of training steps and inference on synthetic batches.
+    Bench(bench_cmd::BenchArgs),
     /// Tables over runs: mean ± std over seeds per task and method (oracle labelled).
     Report(report_cmd::ReportArgs),
     /// Inspect, check and fetch datasets.
@@ -150,6 +153,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => train_cmd::eval(&args, &cli.device.open()?)?,
         Command::Demo(args) => demo::run(&args, &cli.device.open()?)?,
         Command::Report(args) => report_cmd::run(&args)?,
+        Command::Bench(args) => bench_cmd::run(&args, &cli.device.open()?)?,
         Command::Config(ConfigCommand::Show(args)) => {
             let cfg = ExperimentConfig::load(args.config.as_deref(), &args.sets)?;
             println!("{}", serde_json::to_string_pretty(&cfg)?);

@@ -178,29 +178,52 @@ fn lenet_gradient_matches_finite_differences() {
     let dev = Device::Cpu;
     let map = VarMap::new();
     let vb = seeded_var_builder(&map, 3, DType::F64, &dev);
-    let cfg = FeaturesConfig { dropout: Some(0.0), spatial_dropout: false, ..Default::default() };
+    let cfg = FeaturesConfig {
+        dropout: Some(0.0),
+        spatial_dropout: false,
+        ..Default::default()
+    };
     let f = cfg.init(vb, &Rng::new(0)).unwrap();
     let x = Tensor::randn(0f64, 1., (2, 1, 28, 28), &dev).unwrap();
     let w = Tensor::randn(0f64, 1., (2, 500), &dev).unwrap();
-    let loss = |f: &dyn FeatureExtractor| f.forward_t(&x, false).unwrap().mul(&w).unwrap().sum_all().unwrap();
+    let loss = |f: &dyn FeatureExtractor| {
+        f.forward_t(&x, false)
+            .unwrap()
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
     let grads = loss(f.as_ref()).backward().unwrap();
     for (name, var) in trainable_vars(&map) {
-        let analytic: Vec<f64> = grads.get(&var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let analytic: Vec<f64> = grads
+            .get(&var)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let values: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         let n = values.len();
         for k in [0, n / 3, n / 2, n - 1] {
             let eval = |delta: f64| {
                 let mut v = values.clone();
                 v[k] += delta;
-                var.set(&Tensor::from_vec(v, var.shape(), &dev).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(v, var.shape(), &dev).unwrap())
+                    .unwrap();
                 let l = loss(f.as_ref()).to_scalar::<f64>().unwrap();
-                var.set(&Tensor::from_vec(values.clone(), var.shape(), &dev).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(values.clone(), var.shape(), &dev).unwrap())
+                    .unwrap();
                 l
             };
             let h = 1e-6;
             let numeric = (eval(h) - eval(-h)) / (2.0 * h);
             let tol = 1e-6 * (1.0 + numeric.abs().max(analytic[k].abs()));
-            assert!((numeric - analytic[k]).abs() < tol, "{name}[{k}]: numeric {numeric} vs analytic {}", analytic[k]);
+            assert!(
+                (numeric - analytic[k]).abs() < tol,
+                "{name}[{k}]: numeric {numeric} vs analytic {}",
+                analytic[k]
+            );
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`trainer`]: the loop, evaluation, `metrics.jsonl`, checkpoints, summary;
 //! - [`eval`]: accuracy, per-sample energy, confusion matrices.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;

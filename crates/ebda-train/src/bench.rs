@@ -1,0 +1,284 @@
+//! Throughput of training steps and inference on synthetic batches.
+//!
+//! Mirrors the protocol of the PyTorch reference `torch_bench.py`: a pool of
+//! 8 pre-generated batch pairs (uniform [0, 1) pixels, uniform labels) is
+//! cycled so no data generation is timed; each repeat builds fresh models
+//! from the seed, runs `warmup` untimed steps, then `steps` timed ones; the
+//! reported figure is the median over repeats. FLOPs are analytic: forward
+//! multiply-accumulates × 2 (MAC → FLOP) × 3 (forward + backward), as the
+//! reference counts them.
+
+use crate::Error;
+use crate::config::{ExperimentConfig, Method as MethodKind};
+use crate::methods::{StepParams, build};
+use candle_core::{DType, Device, Tensor};
+use ebda_data::Batch;
+use ebda_features::{Arch, FeaturesConfig};
+use serde::Serialize;
+use std::time::Instant;
+
+/// Timing of one benchmark.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchResult {
+    pub name: String,
+    /// Steps (or inference batches) per second, one per repeat.
+    pub per_second: Vec<f64>,
+    pub median_per_second: f64,
+    pub images_per_step: usize,
+    pub median_images_per_second: f64,
+    pub flops_per_step: f64,
+    pub median_gflops: f64,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn linear_macs(widths: &[usize]) -> f64 {
+    widths.windows(2).map(|w| (w[0] * w[1]) as f64).sum()
+}
+
+/// Forward multiply-accumulates of the extractor for one sample.
+pub fn extractor_macs(f: &FeaturesConfig) -> f64 {
+    let conv = |cin: usize, cout: usize, k: usize, hout: usize, wout: usize| {
+        (cout * hout * wout * cin * k * k) as f64
+    };
+    let backbone = match f.arch {
+        Arch::Lenet => {
+            let c = f.in_channels.unwrap_or(1);
+            conv(c, 20, 5, 24, 24) + conv(20, 50, 5, 8, 8) + 800.0 * 500.0
+        }
+        Arch::Dtn => {
+            let c = f.in_channels.unwrap_or(3);
+            conv(c, 64, 5, 16, 16)
+                + conv(64, 128, 5, 8, 8)
+                + conv(128, 256, 5, 4, 4)
+                + 4096.0 * 512.0
+        }
+        Arch::Mlp => {
+            let mut w = vec![f.in_dim];
+            w.extend(&f.hidden);
+            linear_macs(&w)
+        }
+    };
+    let width = FeaturesConfig {
+        bottleneck: None,
+        ..f.clone()
+    }
+    .out_dim();
+    backbone + f.bottleneck.map_or(0.0, |b| (width * b) as f64)
+}
+
+/// Training FLOPs of one step of `cfg` at its batch size.
+pub fn train_flops(cfg: &ExperimentConfig) -> f64 {
+    let b = cfg.data.batch_size as f64;
+    let m = &cfg.model;
+    let d = m.features.out_dim();
+    let mut cls = vec![d];
+    cls.extend(&m.classifier.hidden);
+    cls.push(m.classifier.num_classes);
+    let enc = extractor_macs(&m.features);
+    let fwd = match cfg.method {
+        MethodKind::SourceOnly => b * (enc + linear_macs(&cls)),
+        MethodKind::Dann => {
+            let mut disc = vec![d];
+            disc.extend(&m.discriminator.hidden);
+            disc.push(1);
+            2.0 * b * enc + b * linear_macs(&cls) + 2.0 * b * linear_macs(&disc)
+        }
+        MethodKind::Ebda => {
+            let mut ae = vec![d];
+            ae.extend(&m.critic.hidden);
+            ae.push(m.critic.code_dim);
+            let back: Vec<usize> = ae.iter().rev().copied().collect();
+            let critic = linear_macs(&ae) + linear_macs(&back);
+            let steps = cfg.adapt.critic_steps as f64;
+            // critic steps on 2b rows, then the frozen pass on b target rows with the pull-away Gram matrix
+            2.0 * b * enc
+                + b * linear_macs(&cls)
+                + steps * 2.0 * b * critic
+                + b * critic
+                + b * b * m.critic.code_dim as f64
+        }
+    };
+    fwd * 2.0 * 3.0
+}
+
+fn pool(
+    cfg: &ExperimentConfig,
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<(Batch, Batch)>, Error> {
+    let dims = {
+        let mut d = vec![batch];
+        match cfg.model.features.arch {
+            Arch::Mlp => d.push(cfg.model.features.in_dim),
+            _ => d.extend([
+                cfg.data.input.channels,
+                cfg.data.input.height,
+                cfg.data.input.width,
+            ]),
+        }
+        d
+    };
+    let k = cfg.model.classifier.num_classes as f64;
+    let make = || -> Result<Batch, Error> {
+        let inputs = Tensor::rand(0f32, 1f32, dims.as_slice(), device)?;
+        let labels = (Tensor::rand(0f32, k as f32, batch, device)?
+            .floor()?
+            .clamp(0f32, (k - 1.0) as f32))?
+        .to_dtype(DType::U32)?;
+        Ok(Batch {
+            inputs,
+            labels,
+            indices: Vec::new(),
+        })
+    };
+    (0..8).map(|_| Ok((make()?, make()?))).collect()
+}
+
+/// Times training steps of `cfg.method` (`warmup` untimed, `steps` timed, `repeats` times).
+pub fn bench_train(
+    cfg: &ExperimentConfig,
+    warmup: usize,
+    steps: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<BenchResult, Error> {
+    let pairs = pool(cfg, cfg.data.batch_size, device)?;
+    let sp = StepParams {
+        p: 0.5,
+        lr: 0.01,
+        lambda: 0.5,
+        margin: cfg.model.critic.margin,
+    };
+    let mut per_second = Vec::new();
+    for _ in 0..repeats {
+        let (shared, mut method) = build(cfg, device)?;
+        let uses_target = method.uses_target();
+        let mut run = |n: usize| -> Result<f64, Error> {
+            let mut last = 0.0;
+            for i in 0..n {
+                let (s, t) = &pairs[i % pairs.len()];
+                let stats = method.step(&shared, s, uses_target.then_some(t), sp)?;
+                if i + 1 == n {
+                    // Reading the loss waits for the device.
+                    last = stats[0].1.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                }
+            }
+            Ok(last)
+        };
+        run(warmup.max(1))?;
+        let t0 = Instant::now();
+        let loss = run(steps)?;
+        let dt = t0.elapsed().as_secs_f64();
+        if !loss.is_finite() {
+            return Err(Error::Run(format!("benchmark loss is {loss}")));
+        }
+        per_second.push(steps as f64 / dt);
+    }
+    let images = cfg.data.batch_size
+        * if cfg.method == MethodKind::SourceOnly {
+            1
+        } else {
+            2
+        };
+    Ok(result(
+        format!("train {} {:?}", cfg.method.name(), cfg.model.features.arch).to_lowercase(),
+        per_second,
+        images,
+        train_flops(cfg),
+    ))
+}
+
+/// Times inference (extractor + classifier, evaluation mode) at `batch` images.
+pub fn bench_infer(
+    cfg: &ExperimentConfig,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<BenchResult, Error> {
+    let batches = pool(cfg, batch, device)?;
+    let mut per_second = Vec::new();
+    let err = |e: &dyn std::fmt::Display| Error::Run(e.to_string());
+    for _ in 0..repeats {
+        let (shared, _) = build(cfg, device)?;
+        let run = |n: usize| -> Result<(), Error> {
+            let mut out = None;
+            for i in 0..n {
+                let x = &batches[i % batches.len()].0.inputs;
+                let f = shared.extractor.forward_t(x, false).map_err(|e| err(&e))?;
+                out = Some(
+                    shared
+                        .classifier
+                        .forward_t(&f, false)
+                        .map_err(|e| err(&e))?,
+                );
+            }
+            if let Some(o) = out {
+                o.sum_all()?.to_scalar::<f32>()?;
+            }
+            Ok(())
+        };
+        run(warmup.max(1))?;
+        let t0 = Instant::now();
+        run(steps)?;
+        per_second.push(steps as f64 / t0.elapsed().as_secs_f64());
+    }
+    let d = cfg.model.features.out_dim();
+    let mut cls = vec![d];
+    cls.extend(&cfg.model.classifier.hidden);
+    cls.push(cfg.model.classifier.num_classes);
+    let flops = batch as f64 * (extractor_macs(&cfg.model.features) + linear_macs(&cls)) * 2.0;
+    Ok(result(
+        format!("infer {:?} batch {batch}", cfg.model.features.arch).to_lowercase(),
+        per_second,
+        batch,
+        flops,
+    ))
+}
+
+fn result(name: String, per_second: Vec<f64>, images: usize, flops: f64) -> BenchResult {
+    let med = median(&per_second);
+    BenchResult {
+        name,
+        median_per_second: med,
+        images_per_step: images,
+        median_images_per_second: med * images as f64,
+        flops_per_step: flops,
+        median_gflops: med * flops / 1e9,
+        per_second,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flops_match_the_reference_count() {
+        // torch_bench.py: LeNet encoder 2 288 000 MACs / image; DANN step
+        // (2·64·ENC + 64·CLS + 2·64·DISC)·6 FLOPs.
+        let f = FeaturesConfig::default();
+        assert_eq!(extractor_macs(&f), 2_288_000.0);
+        let cfg = ExperimentConfig {
+            method: MethodKind::Dann,
+            ..ExperimentConfig::default()
+        };
+        let want = (2.0 * 64.0 * 2_288_000.0 + 64.0 * 5000.0 + 2.0 * 64.0 * 500_500.0) * 6.0;
+        assert_eq!(train_flops(&cfg), want);
+        assert!(
+            (train_flops(&cfg) / 1e9 - 2.14).abs() < 0.01,
+            "≈ 2.1 GFLOP per DANN step"
+        );
+    }
+}

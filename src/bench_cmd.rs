@@ -1,0 +1,124 @@
+//! `ebda bench`: training-step and inference throughput on synthetic batches.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ebda_train::ExperimentConfig;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Methods to time (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "source-only,dann,ebda")]
+    methods: Vec<String>,
+    /// Extractors to time (comma-separated): lenet, dtn.
+    #[arg(long, value_delimiter = ',', default_value = "lenet")]
+    arch: Vec<String>,
+    /// Source batch size (the target batch is the same).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Inference batch size (0 skips inference).
+    #[arg(long, default_value_t = 256)]
+    infer_batch: usize,
+    /// The machine's measured FP32 peak in GFLOP/s, to print the share of it.
+    #[arg(long)]
+    peak_gflops: Option<f64>,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn config(method: &str, arch: &str, batch: usize) -> Result<ExperimentConfig> {
+    let mut sets = vec![
+        format!("method={method}"),
+        format!("model.features.arch={arch}"),
+        format!("data.batch_size={batch}"),
+    ];
+    if arch == "dtn" {
+        sets.extend(
+            [
+                "data.input.channels=3",
+                "data.input.height=32",
+                "data.input.width=32",
+                "data.input.mean=[0.5]",
+                "data.input.std=[0.5]",
+            ]
+            .map(String::from),
+        );
+        for head in ["classifier", "critic", "discriminator"] {
+            sets.push(format!("model.{head}.in_dim=512"));
+        }
+    }
+    Ok(ExperimentConfig::load(None, &sets)?)
+}
+
+pub fn run(args: &BenchArgs, device: &candle_core::Device) -> Result<()> {
+    let threads = candle_core::utils::get_num_threads();
+    println!(
+        "device {:?}, {threads} CPU threads; median of {} repeats of {} steps after {} warm-up",
+        device.location(),
+        args.repeats,
+        args.steps,
+        args.warmup
+    );
+    println!(
+        "{:<28} {:>10} {:>12} {:>10} {:>8}",
+        "benchmark", "steps/s", "images/s", "GFLOP/s", "% peak"
+    );
+    let mut results = Vec::new();
+    for arch in &args.arch {
+        for method in &args.methods {
+            let cfg = config(method, arch, args.batch)?;
+            results.push(ebda_train::bench::bench_train(
+                &cfg,
+                args.warmup,
+                args.steps,
+                args.repeats,
+                device,
+            )?);
+            print_row(results.last().expect("pushed"), args.peak_gflops);
+        }
+        if args.infer_batch > 0 {
+            let cfg = config("source-only", arch, args.batch)?;
+            results.push(ebda_train::bench::bench_infer(
+                &cfg,
+                args.infer_batch,
+                args.warmup,
+                args.steps,
+                args.repeats,
+                device,
+            )?);
+            print_row(results.last().expect("pushed"), args.peak_gflops);
+        }
+    }
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "device": format!("{:?}", device.location()),
+            "threads": threads,
+            "batch": args.batch,
+            "warmup": args.warmup,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "peak_gflops": args.peak_gflops,
+            "results": results,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn print_row(r: &ebda_train::bench::BenchResult, peak: Option<f64>) {
+    let share = peak.map_or("-".to_string(), |p| {
+        format!("{:.1}", 100.0 * r.median_gflops / p)
+    });
+    println!(
+        "{:<28} {:>10.2} {:>12.0} {:>10.1} {:>8}",
+        r.name, r.median_per_second, r.median_images_per_second, r.median_gflops, share
+    );
+}
