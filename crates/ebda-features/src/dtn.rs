@@ -2,7 +2,8 @@
 
 use crate::{FeatureExtractor, Result, check_image};
 use candle_core::Tensor;
-use candle_nn::{BatchNorm, Conv2d, Conv2dConfig, Linear, Module, ModuleT, VarBuilder};
+use candle_nn::{BatchNorm, Conv2dConfig, Linear, Module, ModuleT, VarBuilder};
+use ebda_nn::Conv2d;
 use ebda_nn::{Dropout, Dropout2d, Rng};
 
 /// Feature width.

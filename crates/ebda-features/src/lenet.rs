@@ -2,7 +2,8 @@
 
 use crate::{FeatureExtractor, Result, check_image};
 use candle_core::Tensor;
-use candle_nn::{Conv2d, Conv2dConfig, Linear, Module, VarBuilder};
+use candle_nn::{Conv2dConfig, Linear, Module, VarBuilder};
+use ebda_nn::Conv2d;
 use ebda_nn::{Dropout, Dropout2d, Pool2d, Rng};
 
 /// Feature width.

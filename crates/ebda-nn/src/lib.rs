@@ -4,7 +4,8 @@
 //!   a seeded RNG (candle's CPU `rand` cannot be seeded), so that one seed
 //!   gives one initialisation on every backend.
 //! - [`linear`], [`conv2d`], [`batch_norm`]: layers with PyTorch's default
-//!   initialisation and constants, so models match the PyTorch references.
+//!   initialisation and constants, so models match the PyTorch references;
+//!   [`Conv2d`] runs as im2col + GEMM on the CPU with a fast backward.
 //! - [`Dropout`] and [`Dropout2d`]: dropout whose masks come from an explicit
 //!   seeded [`Rng`] whose state can be saved and restored.
 //! - [`trainable_vars`]: a `VarMap`'s parameters in a fixed order, without
@@ -13,19 +14,21 @@
 //!   backward routes the whole upstream gradient to each window's maximum
 //!   (candle 0.11.1's own backward scales it by 1/kernel-area).
 //!
-//! Nothing here is CPU-only: every op is written in candle tensor ops, so it
-//! runs on every backend.
+//! Nothing here is CPU-only: the CPU kernels (im2col/col2im, window max-pool)
+//! are used on the CPU, and every layer falls back to candle tensor ops on
+//! other devices.
 
 mod dropout;
 mod init;
 mod layers;
+mod ops;
 mod pool;
 mod rng;
 mod vars;
 
 pub use dropout::{Dropout, Dropout2d};
 pub use init::{SeededInit, seeded_var_builder};
-pub use layers::{batch_norm, conv2d, linear};
+pub use layers::{Conv2d, batch_norm, conv2d, linear};
 pub use pool::{Pool2d, max_pool2d};
 pub use rng::{Rng, RngState};
 pub use vars::{is_buffer, named_vars, parameter_count, trainable_vars};

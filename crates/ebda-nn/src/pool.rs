@@ -101,6 +101,28 @@ pub fn max_pool2d(
         )
     }
     let (oh, ow) = ((hp - kh) / sh + 1, (wp - kw) / sw + 1);
+    if crate::ops::cpu_float(x) && sh == sw && ph == pw {
+        // CPU kernel: one pass forward, the gradient scattered to the first maximum.
+        let g = crate::ops::Window::new((b, c, h, w), kernel, sh, ph)?;
+        return x.contiguous()?.apply_op1(crate::ops::MaxPool(g));
+    }
+    composed(x, kernel, stride, padding, (oh, ow))
+}
+
+/// The device-generic formulation (any backend): reshape or gather the
+/// windows, then a `max` reduction whose backward autograd derives.
+fn composed(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    out: (usize, usize),
+) -> Result<Tensor> {
+    let (kh, kw) = kernel;
+    let (sh, sw) = stride;
+    let (ph, pw) = padding;
+    let (oh, ow) = out;
+    let (b, c, _, _) = x.dims4()?;
     let x = pad_neg_inf(x, ph, pw)?;
     if kernel == stride {
         // Non-overlapping windows: a reshape exposes them as two axes.
@@ -244,6 +266,41 @@ mod tests {
         check((1, 2, 7, 11), 3, 2, 1, 5);
         check((1, 1, 6, 6), 3, 1, 0, 6);
         check((2, 2, 10, 10), 2, 2, 1, 7); // padded, kernel = stride
+    }
+
+    #[test]
+    fn cpu_kernel_and_device_generic_formulation_agree() {
+        let dev = Device::Cpu;
+        for (dims, k, s, p) in [
+            ((2, 3, 8, 8), 2, 2, 0),
+            ((1, 2, 9, 7), 3, 2, 1),
+            ((2, 2, 6, 6), 3, 1, 1),
+        ] {
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1., dims, &dev).unwrap()).unwrap();
+            let (_, _, h, w) = dims;
+            let out = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            let a = max_pool2d(&x, (k, k), (s, s), (p, p)).unwrap();
+            let b = composed(&x, (k, k), (s, s), (p, p), out).unwrap();
+            let d = (&a - &b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_eq!(d, 0.0);
+            let g = Tensor::randn(0f32, 1., a.shape(), &dev).unwrap();
+            let ga = (&a * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (&b * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let d = (ga.get(&x).unwrap() - gb.get(&x).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
+        }
     }
 
     #[test]

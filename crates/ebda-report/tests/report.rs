@@ -55,7 +55,7 @@ fn groups_by_task_and_method_with_labelled_oracle_and_flags() {
     write_run(&root, "M2U", "source-only", 1, &[0.99], false);
     // U2M ebda: 0.90.
     write_run(&root, "U2M", "ebda", 0, &[0.90], true);
-    let runs = find_runs(&[root.clone()]).unwrap();
+    let runs = find_runs(std::slice::from_ref(&root)).unwrap();
     assert_eq!(runs.len(), 6);
     let table = aggregate(&runs);
     assert_eq!(table.tasks, vec!["M2U", "U2M"]);
@@ -126,15 +126,17 @@ fn diverged_runs_are_flagged_and_bad_input_is_named() {
         json!({"status": "diverged"}).to_string(),
     )
     .unwrap();
-    let table = aggregate(&find_runs(&[root.clone()]).unwrap());
+    let table = aggregate(&find_runs(std::slice::from_ref(&root)).unwrap());
     assert_eq!(table.flagged[0].status, Status::Diverged);
     assert!(table.markdown().contains("— (0 of 1 runs complete)"));
     std::fs::write(dir.join("metrics.jsonl"), "{\"iteration\": 1}\nnot json\n").unwrap();
-    let err = find_runs(&[root.clone()]).unwrap_err().to_string();
+    let err = find_runs(std::slice::from_ref(&root))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("metrics.jsonl: line 2"), "{err}");
     let empty = temp_dir("empty");
     assert!(
-        find_runs(&[empty.clone()])
+        find_runs(std::slice::from_ref(&empty))
             .unwrap_err()
             .to_string()
             .contains("no run directories")

@@ -122,8 +122,8 @@ fn manifest(
     {
         for f in &ds.files {
             let key = f.display().to_string();
-            if !files.contains_key(&key) {
-                files.insert(key, ebda_data::sha256_file(f)?);
+            if let std::collections::btree_map::Entry::Vacant(slot) = files.entry(key) {
+                slot.insert(ebda_data::sha256_file(f)?);
             }
         }
     }
