@@ -14,6 +14,11 @@ use ebda_train::ExperimentConfig;
 use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
 
+// glibc's allocator hands the large per-step tensors back to the OS and page-
+// faults them in again on every training step; mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Unsupervised domain adaptation with an autoencoder energy critic.
 #[derive(Parser, Debug)]
 #[command(name = "ebda", version, about, long_about = None)]

@@ -127,7 +127,7 @@ impl Module for Conv2d {
             return x.contiguous()?.apply_op3(
                 &self.weight.contiguous()?,
                 &b.contiguous()?,
-                Conv2dOp(g),
+                Conv2dOp::new(g),
             );
         }
         let y = if cpu_float(x) && plain {

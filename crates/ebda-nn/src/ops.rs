@@ -14,6 +14,7 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType,
 };
 use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
 
 /// Geometry of a 2-D window op over `[b, c, h, w]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,68 +80,79 @@ fn contiguous<'a, T: WithDType>(data: &'a [T], layout: &Layout) -> Result<&'a [T
 }
 
 fn im2col<T: WithDType>(x: &[T], g: &Window) -> Vec<T> {
-    let (rows, cols) = (g.oh * g.ow, g.cols());
+    let (rows, cols, plane) = (g.oh * g.ow, g.cols(), g.c * g.h * g.w);
     let mut out = vec![T::zero(); g.b * rows * cols];
     out.par_chunks_mut(rows * cols)
         .enumerate()
         .for_each(|(bi, dst)| {
-            let img = &x[bi * g.c * g.h * g.w..(bi + 1) * g.c * g.h * g.w];
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let row = &mut dst[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
-                    let mut j = 0;
-                    for ci in 0..g.c {
-                        let plane = &img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-                        for ky in 0..g.kh {
-                            match g.src(oy, ky, g.h) {
-                                Some(iy) => {
-                                    for kx in 0..g.kw {
-                                        if let Some(ix) = g.src(ox, kx, g.w) {
-                                            row[j] = plane[iy * g.w + ix];
-                                        }
-                                        j += 1;
-                                    }
-                                }
-                                None => j += g.kw,
-                            }
-                        }
-                    }
-                }
-            }
+            im2col_one(&x[bi * plane..(bi + 1) * plane], g, dst);
         });
     out
 }
 
-fn col2im<T: WithDType>(cols_data: &[T], g: &Window) -> Vec<T> {
-    let (rows, cols) = (g.oh * g.ow, g.cols());
-    let mut out = vec![T::zero(); g.b * g.c * g.h * g.w];
-    out.par_chunks_mut(g.c * g.h * g.w)
-        .enumerate()
-        .for_each(|(bi, img)| {
-            let src = &cols_data[bi * rows * cols..(bi + 1) * rows * cols];
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let row = &src[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
-                    let mut j = 0;
-                    for ci in 0..g.c {
-                        let plane = &mut img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-                        for ky in 0..g.kh {
-                            match g.src(oy, ky, g.h) {
-                                Some(iy) => {
-                                    for kx in 0..g.kw {
-                                        if let Some(ix) = g.src(ox, kx, g.w) {
-                                            plane[iy * g.w + ix] += row[j];
-                                        }
-                                        j += 1;
-                                    }
-                                }
-                                None => j += g.kw,
+/// `im2col` of one image `[c, h, w]` into `dst` `[oh·ow, c·kh·kw]`; every
+/// entry of `dst` is written (0 in the padding).
+fn im2col_one<T: WithDType>(img: &[T], g: &Window, dst: &mut [T]) {
+    let cols = g.cols();
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let row = &mut dst[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
+            for ci in 0..g.c {
+                let plane = &img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+                for ky in 0..g.kh {
+                    let j = (ci * g.kh + ky) * g.kw;
+                    let out = &mut row[j..j + g.kw];
+                    match g.src(oy, ky, g.h) {
+                        Some(iy) if g.pad == 0 => {
+                            // Inside the image: one slice copy per kernel row.
+                            let start = iy * g.w + ox * g.stride;
+                            out.copy_from_slice(&plane[start..start + g.kw]);
+                        }
+                        Some(iy) => {
+                            for (kx, v) in out.iter_mut().enumerate() {
+                                *v = g
+                                    .src(ox, kx, g.w)
+                                    .map_or(T::zero(), |ix| plane[iy * g.w + ix]);
                             }
+                        }
+                        None => out.fill(T::zero()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col_one`]: adds `cols` `[oh·ow, c·kh·kw]` into `img` `[c, h, w]`.
+fn col2im_one<T: WithDType>(cols_data: &[T], g: &Window, img: &mut [T]) {
+    let cols = g.cols();
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let row = &cols_data[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
+            for ci in 0..g.c {
+                let plane = &mut img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+                for ky in 0..g.kh {
+                    let Some(iy) = g.src(oy, ky, g.h) else {
+                        continue;
+                    };
+                    let j = (ci * g.kh + ky) * g.kw;
+                    for kx in 0..g.kw {
+                        if let Some(ix) = g.src(ox, kx, g.w) {
+                            plane[iy * g.w + ix] += row[j + kx];
                         }
                     }
                 }
             }
-        });
+        }
+    }
+}
+
+fn col2im<T: WithDType>(cols_data: &[T], g: &Window) -> Vec<T> {
+    let (rows, cols, plane) = (g.oh * g.ow, g.cols(), g.c * g.h * g.w);
+    let mut out = vec![T::zero(); g.b * plane];
+    out.par_chunks_mut(plane).enumerate().for_each(|(bi, img)| {
+        col2im_one(&cols_data[bi * rows * cols..(bi + 1) * rows * cols], g, img);
+    });
     out
 }
 
@@ -228,11 +240,66 @@ fn argmax_windows<T: WithDType>(x: &[T], g: &Window) -> Vec<usize> {
     out
 }
 
-/// Window max over `[b, c, h, w]` (padding counts as −∞).
-pub(crate) struct MaxPool(pub Window);
+/// Window max over `[b, c, h, w]` (padding counts as −∞). The forward keeps
+/// each window's argmax for the backward, so the windows are scanned once.
+pub(crate) struct MaxPool {
+    window: Window,
+    argmax: Mutex<Option<Arc<Vec<usize>>>>,
+}
 
-/// The max-pool backward: `(x, dy) ↦ dx`, each `dy` added at its window's first maximum.
-struct MaxPoolBackward(Window);
+impl MaxPool {
+    pub fn new(window: Window) -> Self {
+        Self {
+            window,
+            argmax: Mutex::new(None),
+        }
+    }
+}
+
+/// The max-pool backward: `(x, dy) ↦ dx`, each `dy` added at its window's
+/// first maximum (the forward's argmax when it is at hand, else recomputed).
+struct MaxPoolBackward(Window, Option<Arc<Vec<usize>>>);
+
+/// 2×2 windows with stride 2 and no padding: the common case, unrolled.
+fn argmax_2x2<T: WithDType>(x: &[T], g: &Window) -> Vec<usize> {
+    let mut out = vec![0usize; g.b * g.c * g.oh * g.ow];
+    out.par_chunks_mut(g.oh * g.ow)
+        .enumerate()
+        .for_each(|(p, dst)| {
+            let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
+            for oy in 0..g.oh {
+                let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
+                for ox in 0..g.ow {
+                    let c = 2 * ox;
+                    // Scan order (0,0), (0,1), (1,0), (1,1): the first maximum wins.
+                    let mut best = r0 + c;
+                    for i in [r0 + c + 1, r1 + c, r1 + c + 1] {
+                        if plane[i] > plane[best] {
+                            best = i;
+                        }
+                    }
+                    dst[oy * g.ow + ox] = best;
+                }
+            }
+        });
+    out
+}
+
+fn argmax_any<T: WithDType>(x: &[T], g: &Window) -> Vec<usize> {
+    if (g.kh, g.kw, g.stride, g.pad) == (2, 2, 2, 0) {
+        argmax_2x2(x, g)
+    } else {
+        argmax_windows(x, g)
+    }
+}
+
+fn gather_max<T: WithDType>(x: &[T], arg: &[usize], g: &Window) -> Vec<T> {
+    let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+    arg.iter()
+        .enumerate()
+        .map(|(o, &i)| x[(o / plane_out) * plane_in + i])
+        .collect()
+}
 
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
@@ -240,26 +307,68 @@ impl CustomOp1 for MaxPool {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        fn pool<T: WithDType>(x: &[T], g: &Window) -> Vec<T> {
-            let arg = argmax_windows(x, g);
-            let plane_in = g.h * g.w;
-            let plane_out = g.oh * g.ow;
-            arg.iter()
-                .enumerate()
-                .map(|(o, &i)| x[(o / plane_out) * plane_in + i])
-                .collect()
-        }
-        let out = float_dispatch!(storage, layout, |x| pool(x, g), "ebda-max-pool2d");
+        let g = &self.window;
+        let (out, arg) = match storage {
+            CpuStorage::F32(d) => {
+                let x = contiguous(d, layout)?;
+                let arg = argmax_any(x, g);
+                (CpuStorage::F32(gather_max(x, &arg, g)), arg)
+            }
+            CpuStorage::F64(d) => {
+                let x = contiguous(d, layout)?;
+                let arg = argmax_any(x, g);
+                (CpuStorage::F64(gather_max(x, &arg, g)), arg)
+            }
+            other => candle_core::bail!(
+                "ebda-max-pool2d: f32 or f64 expected, got {:?}",
+                other.dtype()
+            ),
+        };
+        *self.argmax.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(arg));
         Ok((out, Shape::from((g.b, g.c, g.oh, g.ow))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(
-            &grad.contiguous()?,
-            &MaxPoolBackward(self.0),
-        )?))
+        let kept = self
+            .argmax
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let op = MaxPoolBackward(self.window, kept);
+        Ok(Some(
+            arg.contiguous()?
+                .apply_op2_no_bwd(&grad.contiguous()?, &op)?,
+        ))
     }
+}
+
+fn scatter_max<T: WithDType>(
+    x: &[T],
+    dy: &[T],
+    g: &Window,
+    known: Option<&Arc<Vec<usize>>>,
+) -> Vec<T> {
+    let computed;
+    let arg: &[usize] = match known.filter(|a| a.len() == dy.len()) {
+        Some(a) => a,
+        None => {
+            computed = argmax_any(x, g);
+            &computed
+        }
+    };
+    let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+    let mut dx = vec![T::zero(); x.len()];
+    dx.par_chunks_mut(plane_in)
+        .enumerate()
+        .for_each(|(p, dst)| {
+            for o in 0..plane_out {
+                let i = arg[p * plane_out + o];
+                if i != usize::MAX {
+                    dst[i] += dy[p * plane_out + o];
+                }
+            }
+        });
+    dx
 }
 
 impl CustomOp2 for MaxPoolBackward {
@@ -275,29 +384,19 @@ impl CustomOp2 for MaxPoolBackward {
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        fn scatter<T: WithDType>(x: &[T], dy: &[T], g: &Window) -> Vec<T> {
-            let arg = argmax_windows(x, g);
-            let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
-            let mut dx = vec![T::zero(); x.len()];
-            dx.par_chunks_mut(plane_in)
-                .enumerate()
-                .for_each(|(p, dst)| {
-                    for o in 0..plane_out {
-                        let i = arg[p * plane_out + o];
-                        if i != usize::MAX {
-                            dst[i] += dy[p * plane_out + o];
-                        }
-                    }
-                });
-            dx
-        }
         let out = match (xs, gs) {
-            (CpuStorage::F32(x), CpuStorage::F32(d)) => {
-                CpuStorage::F32(scatter(contiguous(x, xl)?, contiguous(d, gl)?, g))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(d)) => {
-                CpuStorage::F64(scatter(contiguous(x, xl)?, contiguous(d, gl)?, g))
-            }
+            (CpuStorage::F32(x), CpuStorage::F32(d)) => CpuStorage::F32(scatter_max(
+                contiguous(x, xl)?,
+                contiguous(d, gl)?,
+                g,
+                self.1.as_ref(),
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(d)) => CpuStorage::F64(scatter_max(
+                contiguous(x, xl)?,
+                contiguous(d, gl)?,
+                g,
+                self.1.as_ref(),
+            )),
             (a, b) => candle_core::bail!(
                 "ebda-max-pool2d-backward: f32 or f64 expected, got {:?} and {:?}",
                 a.dtype(),
@@ -369,7 +468,26 @@ fn chunk(batch: usize) -> usize {
 /// `y_b [out, oh·ow] = W [out, c·k·k] · cols_bᵀ`, written in place.
 /// Backward: `dW = Σ_b dY_b · cols_b` (accumulated per task, then summed),
 /// `db = Σ dY`, and `dX_b = col2im(dY_bᵀ · W)` only when `x` tracks a gradient.
-pub(crate) struct Conv2dOp(pub Window);
+pub(crate) struct Conv2dOp {
+    window: Window,
+    /// The forward's `im2col` of the whole batch, reused by the weight gradient.
+    cols: Mutex<Option<Arc<Cols>>>,
+}
+
+/// A batch's `im2col`, `[b, oh·ow, c·kh·kw]`.
+enum Cols {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl Conv2dOp {
+    pub fn new(window: Window) -> Self {
+        Self {
+            window,
+            cols: Mutex::new(None),
+        }
+    }
+}
 
 impl candle_core::CustomOp3 for Conv2dOp {
     fn name(&self) -> &'static str {
@@ -385,49 +503,64 @@ impl candle_core::CustomOp3 for Conv2dOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = self.0;
+        let g = self.window;
         let oc = wl.dims()[0];
-        fn run<T: WithDType>(x: &[T], w: &[T], bias: &[T], g: &Window, oc: usize) -> Vec<T> {
+        fn run<T: WithDType>(
+            x: &[T],
+            w: &[T],
+            bias: &[T],
+            g: &Window,
+            oc: usize,
+        ) -> (Vec<T>, Vec<T>) {
             let (rows, ckk, plane) = (g.oh * g.ow, g.cols(), g.c * g.h * g.w);
+            let one = Window { b: 1, ..*g };
+            let mut cols = vec![T::zero(); g.b * rows * ckk];
             let mut y = vec![T::zero(); g.b * oc * rows];
-            y.par_chunks_mut(chunk(g.b) * oc * rows)
+            let per = chunk(g.b);
+            y.par_chunks_mut(per * oc * rows)
+                .zip(cols.par_chunks_mut(per * rows * ckk))
                 .enumerate()
-                .for_each(|(ci, out)| {
-                    let first = ci * chunk(g.b);
-                    let items = out.len() / (oc * rows);
-                    let one = Window { b: 1, ..*g };
-                    for i in 0..items {
-                        let b = first + i;
-                        let cols = im2col(&x[b * plane..(b + 1) * plane], &one); // [rows, ckk]
+                .for_each(|(ci, (out, cbuf))| {
+                    for i in 0..out.len() / (oc * rows) {
+                        let b = ci * per + i;
+                        let cb = &mut cbuf[i * rows * ckk..(i + 1) * rows * ckk]; // [rows, ckk]
+                        im2col_one(&x[b * plane..(b + 1) * plane], &one, cb);
                         let yb = &mut out[i * oc * rows..(i + 1) * oc * rows]; // [oc, rows]
                         for (o, row) in yb.chunks_mut(rows).enumerate() {
                             row.fill(bias[o]);
                         }
-                        // y_b = W · colsᵀ: lhs W (rs ckk, cs 1), rhs colsᵀ (rs 1, cs ckk).
-                        gemm(oc, rows, ckk, yb, rows, true, w, (ckk, 1), &cols, (1, ckk));
+                        // y_b += W · colsᵀ: lhs W (rs ckk, cs 1), rhs colsᵀ (rs 1, cs ckk).
+                        gemm(oc, rows, ckk, yb, rows, true, w, (ckk, 1), cb, (1, ckk));
                     }
                 });
-            y
+            (y, cols)
         }
-        let out = match (xs, ws, bs) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => CpuStorage::F32(run(
-                contiguous(x, xl)?,
-                contiguous(w, wl)?,
-                contiguous(b, bl)?,
-                &g,
-                oc,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => CpuStorage::F64(run(
-                contiguous(x, xl)?,
-                contiguous(w, wl)?,
-                contiguous(b, bl)?,
-                &g,
-                oc,
-            )),
+        let (out, cols) = match (xs, ws, bs) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                let (y, cols) = run(
+                    contiguous(x, xl)?,
+                    contiguous(w, wl)?,
+                    contiguous(b, bl)?,
+                    &g,
+                    oc,
+                );
+                (CpuStorage::F32(y), Cols::F32(cols))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                let (y, cols) = run(
+                    contiguous(x, xl)?,
+                    contiguous(w, wl)?,
+                    contiguous(b, bl)?,
+                    &g,
+                    oc,
+                );
+                (CpuStorage::F64(y), Cols::F64(cols))
+            }
             _ => {
                 candle_core::bail!("ebda-conv2d: input, weight and bias must all be f32 or all f64")
             }
         };
+        *self.cols.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(cols));
         Ok((out, Shape::from((g.b, oc, g.oh, g.ow))))
     }
 
@@ -439,24 +572,91 @@ impl candle_core::CustomOp3 for Conv2dOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = self.window;
         let grad = grad.contiguous()?;
-        let dw = x
+        let cols = self.cols.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // [out, c·k·k + 1]: the weight gradient, and the bias gradient in the last column.
+        let both = x
             .contiguous()?
-            .apply_op2_no_bwd(&grad, &ConvGradWeight(self.0))?;
-        let db = grad.sum((0, 2, 3))?;
-        // The input gradient is skipped where nothing upstream needs it
-        // (the first layer's images).
+            .apply_op2_no_bwd(&grad, &ConvGradWeight(g, cols))?;
+        let dw = both
+            .narrow(1, 0, g.cols())?
+            .contiguous()?
+            .reshape(w.shape())?;
+        let db = both.narrow(1, g.cols(), 1)?.squeeze(1)?.contiguous()?;
+        // The input gradient is skipped where nothing upstream needs it (the first layer's images).
         let dx = if x.track_op() {
-            Some(grad.apply_op2_no_bwd(&w.contiguous()?, &ConvGradInput(self.0))?)
+            Some(grad.apply_op2_no_bwd(&w.contiguous()?, &ConvGradInput(g))?)
         } else {
             None
         };
-        Ok((dx, Some(dw.reshape(w.shape())?), Some(db)))
+        Ok((dx, Some(dw), Some(db)))
     }
 }
 
-/// `(x, dY) ↦ dW = Σ_b dY_b [out, oh·ow] · cols_b [oh·ow, c·k·k]`.
-struct ConvGradWeight(Window);
+/// `(x, dY) ↦ [dW | db]`: `dW = Σ_b dY_b [out, oh·ow] · cols_b [oh·ow, c·k·k]`
+/// (the forward's cols when at hand), and as an extra last column
+/// `db = Σ_b Σ_pixels dY_b`. Accumulated per task, then summed.
+struct ConvGradWeight(Window, Option<Arc<Cols>>);
+
+fn grad_weight<T: WithDType>(
+    x: &[T],
+    dy: &[T],
+    g: &Window,
+    oc: usize,
+    cached: Option<&[T]>,
+) -> Vec<T> {
+    let (rows, ckk, plane) = (g.oh * g.ow, g.cols(), g.c * g.h * g.w);
+    let one = Window { b: 1, ..*g };
+    let cached = cached.filter(|c| c.len() == g.b * rows * ckk);
+    let partial: Vec<Vec<T>> = (0..g.b)
+        .collect::<Vec<_>>()
+        .par_chunks(chunk(g.b))
+        .map(|items| {
+            let mut dw = vec![T::zero(); oc * (ckk + 1)];
+            let mut buf = if cached.is_none() {
+                vec![T::zero(); rows * ckk]
+            } else {
+                Vec::new()
+            };
+            for &b in items {
+                let cols: &[T] = match cached {
+                    Some(c) => &c[b * rows * ckk..(b + 1) * rows * ckk],
+                    None => {
+                        im2col_one(&x[b * plane..(b + 1) * plane], &one, &mut buf);
+                        &buf
+                    }
+                };
+                let dyb = &dy[b * oc * rows..(b + 1) * oc * rows]; // [oc, rows]
+                // dW, with row stride ckk + 1 to leave the bias column free.
+                gemm(
+                    oc,
+                    ckk,
+                    rows,
+                    &mut dw,
+                    ckk + 1,
+                    true,
+                    dyb,
+                    (rows, 1),
+                    cols,
+                    (ckk, 1),
+                );
+                for (o, row) in dyb.chunks(rows).enumerate() {
+                    let sum = row.iter().fold(T::zero(), |a, &v| a + v);
+                    dw[o * (ckk + 1) + ckk] += sum;
+                }
+            }
+            dw
+        })
+        .collect();
+    let mut total = vec![T::zero(); oc * (ckk + 1)];
+    for p in partial {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
+}
 
 impl CustomOp2 for ConvGradWeight {
     fn name(&self) -> &'static str {
@@ -470,58 +670,74 @@ impl CustomOp2 for ConvGradWeight {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = self.0;
+        let g = &self.0;
         let oc = gl.dims()[1];
-        fn run<T: WithDType>(x: &[T], dy: &[T], g: &Window, oc: usize) -> Vec<T> {
-            let (rows, ckk, plane) = (g.oh * g.ow, g.cols(), g.c * g.h * g.w);
-            let one = Window { b: 1, ..*g };
-            let partial: Vec<Vec<T>> = (0..g.b)
-                .collect::<Vec<_>>()
-                .par_chunks(chunk(g.b))
-                .map(|items| {
-                    let mut dw = vec![T::zero(); oc * ckk];
-                    for &b in items {
-                        let cols = im2col(&x[b * plane..(b + 1) * plane], &one); // [rows, ckk]
-                        let dyb = &dy[b * oc * rows..(b + 1) * oc * rows]; // [oc, rows]
-                        gemm(
-                            oc,
-                            ckk,
-                            rows,
-                            &mut dw,
-                            ckk,
-                            true,
-                            dyb,
-                            (rows, 1),
-                            &cols,
-                            (ckk, 1),
-                        );
-                    }
-                    dw
-                })
-                .collect();
-            let mut total = vec![T::zero(); oc * ckk];
-            for p in partial {
-                for (t, v) in total.iter_mut().zip(p) {
-                    *t += v;
-                }
+        let out = match (xs, gs, self.1.as_deref()) {
+            (CpuStorage::F32(x), CpuStorage::F32(d), cached) => {
+                let c = match cached {
+                    Some(Cols::F32(c)) => Some(c.as_slice()),
+                    _ => None,
+                };
+                CpuStorage::F32(grad_weight(
+                    contiguous(x, xl)?,
+                    contiguous(d, gl)?,
+                    g,
+                    oc,
+                    c,
+                ))
             }
-            total
-        }
-        let out = match (xs, gs) {
-            (CpuStorage::F32(x), CpuStorage::F32(d)) => {
-                CpuStorage::F32(run(contiguous(x, xl)?, contiguous(d, gl)?, &g, oc))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(d)) => {
-                CpuStorage::F64(run(contiguous(x, xl)?, contiguous(d, gl)?, &g, oc))
+            (CpuStorage::F64(x), CpuStorage::F64(d), cached) => {
+                let c = match cached {
+                    Some(Cols::F64(c)) => Some(c.as_slice()),
+                    _ => None,
+                };
+                CpuStorage::F64(grad_weight(
+                    contiguous(x, xl)?,
+                    contiguous(d, gl)?,
+                    g,
+                    oc,
+                    c,
+                ))
             }
             _ => candle_core::bail!("ebda-conv2d-grad-weight: f32 or f64 expected"),
         };
-        Ok((out, Shape::from((oc, g.cols()))))
+        Ok((out, Shape::from((oc, g.cols() + 1))))
     }
 }
 
 /// `(dY, W) ↦ dX_b = col2im(dY_bᵀ [oh·ow, out] · W [out, c·k·k])`.
 struct ConvGradInput(Window);
+
+fn grad_input<T: WithDType>(dy: &[T], w: &[T], g: &Window, oc: usize) -> Vec<T> {
+    let (rows, ckk, plane) = (g.oh * g.ow, g.cols(), g.c * g.h * g.w);
+    let one = Window { b: 1, ..*g };
+    let mut dx = vec![T::zero(); g.b * plane];
+    let per = chunk(g.b);
+    dx.par_chunks_mut(per * plane)
+        .enumerate()
+        .for_each(|(ci, out)| {
+            let mut dcols = vec![T::zero(); rows * ckk];
+            for i in 0..out.len() / plane {
+                let b = ci * per + i;
+                let dyb = &dy[b * oc * rows..(b + 1) * oc * rows]; // [oc, rows]
+                // dcols [rows, ckk] = dY_bᵀ (rs 1, cs rows) · W (rs ckk, cs 1).
+                gemm(
+                    rows,
+                    ckk,
+                    oc,
+                    &mut dcols,
+                    ckk,
+                    false,
+                    dyb,
+                    (1, rows),
+                    w,
+                    (ckk, 1),
+                );
+                col2im_one(&dcols, &one, &mut out[i * plane..(i + 1) * plane]);
+            }
+        });
+    dx
+}
 
 impl CustomOp2 for ConvGradInput {
     fn name(&self) -> &'static str {
@@ -535,44 +751,14 @@ impl CustomOp2 for ConvGradInput {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = self.0;
+        let g = &self.0;
         let oc = wl.dims()[0];
-        fn run<T: WithDType>(dy: &[T], w: &[T], g: &Window, oc: usize) -> Vec<T> {
-            let (rows, ckk, plane) = (g.oh * g.ow, g.cols(), g.c * g.h * g.w);
-            let one = Window { b: 1, ..*g };
-            let mut dx = vec![T::zero(); g.b * plane];
-            dx.par_chunks_mut(chunk(g.b) * plane)
-                .enumerate()
-                .for_each(|(ci, out)| {
-                    let first = ci * chunk(g.b);
-                    let mut dcols = vec![T::zero(); rows * ckk];
-                    for i in 0..out.len() / plane {
-                        let b = first + i;
-                        let dyb = &dy[b * oc * rows..(b + 1) * oc * rows]; // [oc, rows]
-                        // dcols [rows, ckk] = dY_bᵀ (rs 1, cs rows) · W (rs ckk, cs 1).
-                        gemm(
-                            rows,
-                            ckk,
-                            oc,
-                            &mut dcols,
-                            ckk,
-                            false,
-                            dyb,
-                            (1, rows),
-                            w,
-                            (ckk, 1),
-                        );
-                        out[i * plane..(i + 1) * plane].copy_from_slice(&col2im(&dcols, &one));
-                    }
-                });
-            dx
-        }
         let out = match (gs, ws) {
             (CpuStorage::F32(d), CpuStorage::F32(w)) => {
-                CpuStorage::F32(run(contiguous(d, gl)?, contiguous(w, wl)?, &g, oc))
+                CpuStorage::F32(grad_input(contiguous(d, gl)?, contiguous(w, wl)?, g, oc))
             }
             (CpuStorage::F64(d), CpuStorage::F64(w)) => {
-                CpuStorage::F64(run(contiguous(d, gl)?, contiguous(w, wl)?, &g, oc))
+                CpuStorage::F64(grad_input(contiguous(d, gl)?, contiguous(w, wl)?, g, oc))
             }
             _ => candle_core::bail!("ebda-conv2d-grad-input: f32 or f64 expected"),
         };

@@ -104,7 +104,7 @@ pub fn max_pool2d(
     if crate::ops::cpu_float(x) && sh == sw && ph == pw {
         // CPU kernel: one pass forward, the gradient scattered to the first maximum.
         let g = crate::ops::Window::new((b, c, h, w), kernel, sh, ph)?;
-        return x.contiguous()?.apply_op1(crate::ops::MaxPool(g));
+        return x.contiguous()?.apply_op1(crate::ops::MaxPool::new(g));
     }
     composed(x, kernel, stride, padding, (oh, ow))
 }
