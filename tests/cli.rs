@@ -101,3 +101,34 @@ fn bad_device_and_threads_are_usage_errors() {
     let out = ebda(&["--threads", "0", "devices"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn demo_runs_without_data() {
+    // A few iterations only: the full demo (400 iterations) is timed by hand.
+    let dir = std::env::temp_dir().join(format!("ebda-demo-{}", std::process::id()));
+    let out = ebda(&[
+        "--threads",
+        "1",
+        "demo",
+        "--iterations",
+        "8",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("source-only  target accuracy")
+            && stdout.contains("ebda         target accuracy"),
+        "{stdout}"
+    );
+    for f in [
+        "source.png",
+        "target.png",
+        "ebda/summary.json",
+        "source-only/summary.json",
+    ] {
+        assert!(dir.join(f).is_file(), "missing {f}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
