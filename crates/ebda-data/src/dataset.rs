@@ -1,6 +1,6 @@
 //! The in-memory form of a dataset, whatever its on-disk format.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// How the samples of a dataset are held.
 #[derive(Clone, Debug)]
@@ -60,5 +60,51 @@ impl Dataset {
             Samples::Vectors { dim, .. } => Some(vec![*dim]),
             Samples::Files { .. } => None,
         }
+    }
+}
+
+/// Shifts a raw label by the first label `base` and checks it against
+/// `limit` classes; the error says why, to be prefixed with where.
+pub(crate) fn shift_label(raw: f64, base: u32, limit: Option<usize>) -> Result<u32, String> {
+    if raw.fract() != 0.0 || raw < f64::from(base) {
+        return Err(format!("is not an integer >= {base}"));
+    }
+    let y = (raw - f64::from(base)) as u64;
+    match limit {
+        Some(k) if y >= k as u64 => Err(format!(
+            "out of range {base}..{}",
+            k as u64 + u64::from(base) - 1
+        )),
+        _ => Ok(y as u32),
+    }
+}
+
+/// A dataset of feature vectors `[n, dim]` read from `path`; `limit` classes
+/// if given, else the largest label + 1.
+pub(crate) fn vectors(
+    path: &Path,
+    values: Vec<f32>,
+    dim: usize,
+    labels: Vec<u32>,
+    limit: Option<usize>,
+) -> Dataset {
+    let num_classes = limit.unwrap_or_else(|| labels.iter().max().map_or(0, |&m| m as usize + 1));
+    let (lo, hi) = values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Dataset {
+        name: format!("features/{file}"),
+        samples: Samples::Vectors { values, dim },
+        labels,
+        num_classes,
+        class_names: None,
+        files: vec![path.to_path_buf()],
+        value_range: Some((lo, hi)),
     }
 }

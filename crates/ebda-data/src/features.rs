@@ -1,7 +1,7 @@
 //! Precomputed feature vectors in safetensors: `features` `[n, d]` (f32, f16,
 //! bf16 or f64) and `labels` `[n]` (any integer type), tensor names configurable.
 
-use crate::dataset::{Dataset, Samples};
+use crate::dataset::Dataset;
 use crate::{Error, Result};
 use candle_core::{DType, Device};
 use std::path::Path;
@@ -58,40 +58,9 @@ pub fn safetensors_features(
         .iter()
         .enumerate()
         .map(|(i, &v)| {
-            let bad = |why: String| Error::format(path, format!("{labels_key}[{i}] = {v}: {why}"));
-            let y = v - i64::from(base);
-            if y < 0 {
-                return Err(bad(format!("below the first label {base}")));
-            }
-            if let Some(k) = limit
-                && y >= k as i64
-            {
-                return Err(bad(format!(
-                    "out of range {base}..{}",
-                    k as i64 + i64::from(base) - 1
-                )));
-            }
-            Ok(y as u32)
+            crate::dataset::shift_label(v as f64, base, limit)
+                .map_err(|why| Error::format(path, format!("{labels_key}[{i}] = {v}: label {why}")))
         })
         .collect::<Result<Vec<u32>>>()?;
-    let num_classes = limit.unwrap_or_else(|| labels.iter().max().map_or(0, |&m| m as usize + 1));
-    let (lo, hi) = values
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-            (l.min(v), h.max(v))
-        });
-    Ok(Dataset {
-        name: format!(
-            "features/{}",
-            path.file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ),
-        samples: Samples::Vectors { values, dim },
-        labels,
-        num_classes,
-        class_names: None,
-        files: vec![path.to_path_buf()],
-        value_range: Some((lo, hi)),
-    })
+    Ok(crate::dataset::vectors(path, values, dim, labels, limit))
 }

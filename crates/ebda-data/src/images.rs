@@ -93,19 +93,8 @@ fn parse_label(
     let y: u64 = token
         .parse()
         .map_err(|_| at(format!("label {token:?} is not a non-negative integer")))?;
-    if y < u64::from(base) {
-        return Err(at(format!("label {y} below the first label {base}")));
-    }
-    let y = y - u64::from(base);
-    if let Some(k) = limit
-        && y >= k as u64
-    {
-        return Err(at(format!(
-            "label {token} out of range {base}..{}",
-            k as u64 + u64::from(base) - 1
-        )));
-    }
-    Ok(y as u32)
+    crate::dataset::shift_label(y as f64, base, limit)
+        .map_err(|why| at(format!("label {token} {why}")))
 }
 
 /// MNIST-M split `train` or `test` under `root`.

@@ -131,20 +131,8 @@ pub fn labels_from(
         .iter()
         .enumerate()
         .map(|(i, &v)| {
-            let bad = |why: &str| Error::format(path, format!("{name}[{i}] = {v}: {why}"));
-            if v.fract() != 0.0 || v < f64::from(base) {
-                return Err(bad(&format!("labels must be integers >= {base}")));
-            }
-            let y = (v - f64::from(base)) as u64;
-            if let Some(k) = limit
-                && y >= k as u64
-            {
-                return Err(bad(&format!(
-                    "label out of range {base}..{}",
-                    k as u64 + u64::from(base) - 1
-                )));
-            }
-            Ok(y as u32)
+            crate::dataset::shift_label(v, base, limit)
+                .map_err(|why| Error::format(path, format!("{name}[{i}] = {v}: label {why}")))
         })
         .collect()
 }
@@ -253,27 +241,5 @@ pub fn mat_features(
         ));
     };
     let labels = labels_from(path, labels_key, &y_values, base, limit)?;
-    let num_classes = limit.unwrap_or_else(|| labels.iter().max().map_or(0, |&m| m as usize + 1));
-    let (lo, hi) = row_major
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-            (l.min(v), h.max(v))
-        });
-    Ok(Dataset {
-        name: format!(
-            "features/{}",
-            path.file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ),
-        samples: Samples::Vectors {
-            values: row_major,
-            dim,
-        },
-        labels,
-        num_classes,
-        class_names: None,
-        files: vec![path.to_path_buf()],
-        value_range: Some((lo, hi)),
-    })
+    Ok(crate::dataset::vectors(path, row_major, dim, labels, limit))
 }
