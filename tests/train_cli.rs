@@ -143,6 +143,7 @@ fn train_writes_a_complete_run_directory_and_eval_reads_it() {
         "lambda",
         "lr",
         "margin",
+        "proxy_a_distance",
     ] {
         assert!(
             metrics[3][key].is_number(),

@@ -21,7 +21,14 @@ pub struct EvalResult {
     pub domain_logits: Option<Vec<f32>>,
     /// Mean feature norm ‖F(x)‖.
     pub mean_norm: f64,
+    /// Features of the first [`KEPT_FEATURES`] samples, row-major `[k, D]`.
+    pub features: Vec<f32>,
+    /// Feature width `D`.
+    pub dim: usize,
 }
+
+/// Samples per set whose features are kept for the proxy A-distance.
+pub const KEPT_FEATURES: usize = 2000;
 
 impl EvalResult {
     /// Share of correct predictions.
@@ -83,6 +90,13 @@ pub fn evaluate(
             .to_dtype(DType::F64)?
             .sum_all()?
             .to_scalar::<f64>()?;
+        out.dim = f.dim(1)?;
+        let have = out.features.len() / out.dim.max(1);
+        if have < KEPT_FEATURES {
+            let keep = (KEPT_FEATURES - have).min(f.dim(0)?);
+            out.features
+                .extend(f.narrow(0, 0, keep)?.flatten_all()?.to_vec1::<f32>()?);
+        }
         if let (Some(critic), Some(e)) = (method.critic(), out.energies.as_mut()) {
             e.extend(critic.energy(&f).map_err(err)?.to_vec1::<f32>()?);
         }

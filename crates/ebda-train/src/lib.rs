@@ -8,7 +8,8 @@
 //!   and AdamW with parameter groups;
 //! - [`schedule`]: DANN's learning-rate and λ schedules, margin schedules;
 //! - [`trainer`]: the loop, evaluation, `metrics.jsonl`, checkpoints, summary;
-//! - [`eval`]: accuracy, per-sample energy, confusion matrices.
+//! - [`eval`]: accuracy, per-sample energy, confusion matrices;
+//! - [`pad`]: the proxy A-distance between source and target features.
 
 pub mod bench;
 pub mod checkpoint;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod eval;
 pub mod methods;
 pub mod optim;
+pub mod pad;
 pub mod schedule;
 pub mod trainer;
 

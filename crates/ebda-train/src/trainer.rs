@@ -497,6 +497,17 @@ fn evaluation_line(
         if let Some(a) = domain_accuracy(s, &tgt) {
             line["domain_acc"] = round6(a);
         }
+        // The same alignment measure for every method (seeded: deterministic).
+        let pad_cfg = crate::pad::PadConfig {
+            seed: cfg.seed,
+            ..Default::default()
+        };
+        line["proxy_a_distance"] = round6(crate::pad::proxy_a_distance(
+            &s.features,
+            &tgt.features,
+            tgt.dim,
+            &pad_cfg,
+        ));
     }
     Ok(line)
 }
