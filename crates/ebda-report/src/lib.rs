@@ -242,16 +242,32 @@ fn method_rank(m: &str) -> (usize, String) {
     (rank, m.to_string())
 }
 
+/// The column a run belongs to: its task, qualified by its iteration count
+/// when runs of that task were trained for different lengths (they are
+/// different protocols and are never averaged together).
+fn column(run: &Run, runs: &[Run]) -> String {
+    let lengths: std::collections::BTreeSet<u64> = runs
+        .iter()
+        .filter(|r| r.task == run.task)
+        .map(|r| r.iterations_planned)
+        .collect();
+    if lengths.len() > 1 {
+        format!("{} @{}", run.task, run.iterations_planned)
+    } else {
+        run.task.clone()
+    }
+}
+
 /// Groups runs by (task, method) and aggregates over seeds.
 pub fn aggregate(runs: &[Run]) -> Table {
     let mut groups: BTreeMap<(String, String), Vec<&Run>> = BTreeMap::new();
     for r in runs {
         groups
-            .entry((r.task.clone(), r.method.clone()))
+            .entry((column(r, runs), r.method.clone()))
             .or_default()
             .push(r);
     }
-    let mut tasks: Vec<String> = runs.iter().map(|r| r.task.clone()).collect();
+    let mut tasks: Vec<String> = runs.iter().map(|r| column(r, runs)).collect();
     tasks.sort();
     tasks.dedup();
     let mut methods: Vec<String> = runs.iter().map(|r| r.method.clone()).collect();

@@ -11,18 +11,34 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// A run with target accuracies `accs` at iterations 100, 200, …; finished if `complete`.
-fn write_run(root: &Path, task: &str, method: &str, seed: u64, accs: &[f64], complete: bool) {
+/// A run planned for `planned` iterations with target accuracies `accs` at
+/// evenly spaced evaluations ending at `planned` if `complete`, else at 100, 200, ….
+fn write_run_for(
+    root: &Path,
+    task: &str,
+    method: &str,
+    seed: u64,
+    accs: &[f64],
+    complete: bool,
+    planned: u64,
+) {
     let dir = root.join(format!("{task}-{method}-seed{seed}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let planned = 100 * if complete { accs.len() } else { accs.len() + 2 } as u64;
     let cfg =
         json!({"task": task, "method": method, "seed": seed, "train": {"iterations": planned}});
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let n = accs.len() as u64;
     let lines: Vec<String> = accs
         .iter()
         .enumerate()
-        .map(|(i, a)| json!({"iteration": 100 * (i + 1), "target_acc": a}).to_string())
+        .map(|(i, a)| {
+            let it = if complete {
+                planned * (i as u64 + 1) / n
+            } else {
+                100 * (i as u64 + 1)
+            };
+            json!({"iteration": it, "target_acc": a}).to_string()
+        })
         .collect();
     std::fs::write(dir.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
     if complete {
@@ -32,6 +48,10 @@ fn write_run(root: &Path, task: &str, method: &str, seed: u64, accs: &[f64], com
         )
         .unwrap();
     }
+}
+
+fn write_run(root: &Path, task: &str, method: &str, seed: u64, accs: &[f64], complete: bool) {
+    write_run_for(root, task, method, seed, accs, complete, 600);
 }
 
 #[test]
@@ -104,7 +124,7 @@ fn groups_by_task_and_method_with_labelled_oracle_and_flags() {
     );
     assert!(
         md.contains("Flagged runs, not averaged")
-            && md.contains("Incomplete at iteration 100 of 300"),
+            && md.contains("Incomplete at iteration 100 of 600"),
         "{md}"
     );
     let csv = table.csv();
@@ -143,4 +163,29 @@ fn diverged_runs_are_flagged_and_bad_input_is_named() {
     );
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::remove_dir_all(&empty).unwrap();
+}
+
+#[test]
+fn runs_of_different_lengths_are_separate_columns() {
+    let root = temp_dir("lengths");
+    write_run_for(&root.join("a"), "U2M", "ebda", 0, &[0.5, 0.8], true, 200);
+    write_run_for(
+        &root.join("b"),
+        "U2M",
+        "ebda",
+        0,
+        &[0.5, 0.6, 0.9],
+        true,
+        300,
+    );
+    let table = aggregate(&find_runs(std::slice::from_ref(&root)).unwrap());
+    assert_eq!(table.tasks, vec!["U2M @200", "U2M @300"]);
+    assert!(
+        table
+            .markdown()
+            .contains("| ebda | 80.0 ± 0.0 | 90.0 ± 0.0 | 85.0 |"),
+        "{}",
+        table.markdown()
+    );
+    std::fs::remove_dir_all(&root).unwrap();
 }

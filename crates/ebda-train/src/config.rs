@@ -416,7 +416,7 @@ impl ExperimentConfig {
         if t.eval_every == 0 {
             return Err(at("train", "eval_every", "must be > 0, got 0".into()));
         }
-        if t.checkpoint_every == 0 || t.checkpoint_every % t.eval_every != 0 {
+        if t.checkpoint_every == 0 || !t.checkpoint_every.is_multiple_of(t.eval_every) {
             return Err(at(
                 "train",
                 "checkpoint_every",
