@@ -9,11 +9,14 @@
 //! and scales the routed gradient by `1/(kh·kw)`: for a 2×2 pool over
 //! `[1, 2, 3, 4]` it returns `[0, 0, 0, 0.25]` instead of `[0, 0, 0, 1]`.
 //!
-//! The op is composed of candle tensor ops (reshape or `index_select`, then a
-//! `max` reduction) so it runs on every backend and autograd derives the
-//! backward. Exact ties inside one window each receive the full gradient
-//! (PyTorch picks one); ties have probability zero for continuous inputs, and
-//! after a ReLU only exact zeros tie, whose gradient the ReLU then discards.
+//! On the CPU a kernel scans each window once, keeps its argmax for the
+//! backward and routes the gradient to the first maximum, as PyTorch does.
+//! On other devices the op is composed of candle tensor ops (reshape or
+//! `index_select`, then a `max` reduction) and autograd derives the backward;
+//! there exact ties inside one window each receive the full gradient — ties
+//! have probability zero for continuous inputs, and after a ReLU only exact
+//! zeros tie, whose gradient the ReLU then discards. The two paths are
+//! tested against each other.
 //!
 //! ```
 //! use candle_core::{Device, Tensor, Var};
