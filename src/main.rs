@@ -131,6 +131,14 @@ fn set_threads(threads: Option<u16>) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    // `ebda ... | head` should end quietly when the reader goes away, as other
+    // command-line tools do, rather than panic on the broken pipe.
+    // SAFETY: restoring the default disposition of one signal before any
+    // thread starts.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
