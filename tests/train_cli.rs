@@ -362,7 +362,12 @@ fn a_non_finite_loss_stops_the_run_with_a_clear_error() {
         err.contains("non-finite") && err.contains("training stopped"),
         "{err}"
     );
-    assert!(!run.join("summary.json").exists());
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["status"], "diverged",
+        "recorded as diverged for reports"
+    );
     assert!(
         !run.join("checkpoints/latest.json").exists(),
         "no checkpoint of a diverged model"

@@ -166,7 +166,6 @@ pub fn build(cfg: &ExperimentConfig, device: &Device) -> Result<(Shared, Box<dyn
                 critic_opt,
                 opt,
                 critic_steps: cfg.adapt.critic_steps,
-                critic_lr: cfg.adapt.critic_optim.clone(),
             })
         }
     };
@@ -222,13 +221,21 @@ impl Method for SourceOnly {
 }
 
 /// Source and target features from one extractor pass over `[x_s; x_t]`
-/// (so batch statistics see both domains, as the references do).
-fn joint_features(shared: &Shared, src: &Batch, tgt: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
+/// (so batch statistics see both domains, as the references do), and the
+/// source cross-entropy: `(f_s, f_t, f, CE)`.
+fn joint_step_start(
+    shared: &Shared,
+    src: &Batch,
+    tgt: &Batch,
+) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
     let bs = src.inputs.dim(0)?;
     let bt = tgt.inputs.dim(0)?;
     let x = Tensor::cat(&[&src.inputs, &tgt.inputs], 0)?; // [b_s + b_t, ...]
     let f = shared.extractor.forward_t(&x, true).map_err(err)?; // [b_s + b_t, D]
-    Ok((f.narrow(0, 0, bs)?, f.narrow(0, bs, bt)?, f))
+    let (fs, ft) = (f.narrow(0, 0, bs)?, f.narrow(0, bs, bt)?);
+    let logits = shared.classifier.forward_t(&fs, true).map_err(err)?;
+    let ce = shared.classifier.loss(&logits, &src.labels).map_err(err)?;
+    Ok((fs, ft, f, ce))
 }
 
 struct Dann {
@@ -254,9 +261,7 @@ impl Method for Dann {
         sp: StepParams,
     ) -> Result<Stats> {
         let tgt = tgt.ok_or_else(|| err("dann needs a target batch"))?;
-        let (fs, ft, f) = joint_features(shared, src, tgt)?;
-        let logits = shared.classifier.forward_t(&fs, true).map_err(err)?;
-        let ce = shared.classifier.loss(&logits, &src.labels).map_err(err)?;
+        let (fs, ft, f, ce) = joint_step_start(shared, src, tgt)?;
         let reversed = ebda_dann::grad_reverse(&f, sp.lambda).map_err(err)?;
         let d = self.disc.forward_t(&reversed, true).map_err(err)?; // [b_s + b_t]
         let bs = fs.dim(0)?;
@@ -298,7 +303,6 @@ struct Ebda {
     critic_opt: Optimizer,
     opt: Optimizer,
     critic_steps: usize,
-    critic_lr: crate::config::OptimConfig,
 }
 
 impl Method for Ebda {
@@ -318,11 +322,9 @@ impl Method for Ebda {
         sp: StepParams,
     ) -> Result<Stats> {
         let tgt = tgt.ok_or_else(|| err("ebda needs a target batch"))?;
-        let (fs, ft, _) = joint_features(shared, src, tgt)?;
-        let logits = shared.classifier.forward_t(&fs, true).map_err(err)?;
-        let ce = shared.classifier.loss(&logits, &src.labels).map_err(err)?;
+        let (fs, ft, _, ce) = joint_step_start(shared, src, tgt)?;
         // Critic steps: features detached inside critic_loss_at; only the critic moves.
-        let critic_lr = schedule::lr_at(&self.critic_lr, sp.p);
+        let critic_lr = schedule::lr_at(self.critic_opt.config(), sp.p);
         let mut last = None;
         for _ in 0..self.critic_steps {
             let c = self

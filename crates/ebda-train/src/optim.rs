@@ -50,6 +50,11 @@ impl Optimizer {
         }
     }
 
+    /// The configuration (kind, base learning rate, schedule).
+    pub fn config(&self) -> &OptimConfig {
+        &self.cfg
+    }
+
     /// All variables, with their names, in group order.
     pub fn vars(&self) -> impl Iterator<Item = &(String, Var)> {
         self.groups.iter().flat_map(|g| g.vars.iter())

@@ -325,16 +325,23 @@ pub fn train(
         seg_iters += 1;
         let done = it + 1;
         let eval_now = done % cfg.train.eval_every == 0 || done == total;
+        // Step statistics are read on the host (one device sync) only here.
+        let mut means = None;
         if done % log_every == 0 || eval_now || done == end {
-            let means = read_scalars(&acc, acc_n)?;
-            if let Some((name, v)) = means.iter().find(|(_, v)| !v.is_finite()) {
+            let read = read_scalars(&acc, acc_n)?;
+            if let Some((name, v)) = read.iter().find(|(_, v)| !v.is_finite()) {
                 bar.abandon();
-                return Err(Error::NonFinite {
+                let err = Error::NonFinite {
                     iteration: done,
                     what: name.to_string(),
                     value: *v,
                     last_checkpoint: last_ckpt,
-                });
+                };
+                // Recorded for reports, which flag it instead of averaging it.
+                let record =
+                    json!({"status": "diverged", "iteration": done, "error": err.to_string()});
+                write_json(&run_dir.join("summary.json"), &record)?;
+                return Err(err);
             }
             bar.set_position(done as u64);
             let acc_msg = last_target_acc
@@ -342,13 +349,13 @@ pub fn train(
                 .unwrap_or_default();
             bar.set_message(format!(
                 "loss {:.4}{acc_msg}",
-                means.get("loss").copied().unwrap_or(f64::NAN)
+                read.get("loss").copied().unwrap_or(f64::NAN)
             ));
+            means = Some(read);
         }
-        if eval_now {
+        if let (true, Some(means)) = (eval_now, means) {
             let seg_seconds = seg_start.elapsed().as_secs_f64();
             train_seconds += seg_seconds;
-            let means = read_scalars(&acc, acc_n)?;
             let line = evaluation_line(
                 cfg,
                 &shared,
