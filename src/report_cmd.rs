@@ -22,6 +22,11 @@ pub struct ReportArgs {
     /// Write to this file instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write figures (PNG and SVG) into this folder: per task, accuracy,
+    /// training statistics, critic energy and proxy A-distance curves (mean ±
+    /// std over seeds of complete runs), and energy histograms per EBDA run.
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
 }
 
 pub fn run(args: &ReportArgs) -> Result<()> {
@@ -32,6 +37,10 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         ReportFormat::Csv => table.csv(),
         ReportFormat::Json => serde_json::to_string_pretty(&table.json())? + "\n",
     };
+    if let Some(dir) = &args.plots {
+        let files = ebda_report::report_plots(&runs, dir)?;
+        eprintln!("wrote {} figure files into {}", files.len(), dir.display());
+    }
     match &args.out {
         Some(path) => std::fs::write(path, &text)
             .with_context(|| format!("cannot write {}", path.display()))?,

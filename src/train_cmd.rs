@@ -26,6 +26,10 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Do not draw the run's figures into plots/ at the end (`ebda report
+    /// --plots` draws them later from the run directory).
+    #[arg(long)]
+    no_plots: bool,
 }
 
 impl TrainArgs {
@@ -73,6 +77,7 @@ pub fn train(
         progress: !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop_after: args.stop_after,
         command: std::env::args().collect(),
+        no_plots: args.no_plots,
     };
     let summary = ebda_train::train(cfg, &data, device, run_dir, &opts)?;
     println!("{}", serde_json::to_string_pretty(&summary.json)?);

@@ -15,6 +15,9 @@
 //!
 //! No candle: reports read JSON only.
 
+pub mod plots;
+
+pub use plots::{EnergySnapshot, read_curves, read_energies, report_plots, run_plots};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -234,7 +237,7 @@ pub struct Table {
 }
 
 /// The order methods appear in: baselines first.
-fn method_rank(m: &str) -> (usize, String) {
+pub(crate) fn method_rank(m: &str) -> (usize, String) {
     let rank = ["source-only", "dann", "ebda"]
         .iter()
         .position(|x| *x == m)
@@ -245,7 +248,7 @@ fn method_rank(m: &str) -> (usize, String) {
 /// The column a run belongs to: its task, qualified by its iteration count
 /// when runs of that task were trained for different lengths (they are
 /// different protocols and are never averaged together).
-fn column(run: &Run, runs: &[Run]) -> String {
+pub(crate) fn column(run: &Run, runs: &[Run]) -> String {
     let lengths: std::collections::BTreeSet<u64> = runs
         .iter()
         .filter(|r| r.task == run.task)

@@ -7,6 +7,9 @@
 //!   metrics.jsonl   one JSON object per evaluation
 //!   checkpoints/    see [`crate::checkpoint`]
 //!   summary.json    last-iterate headline; oracle best-on-target labelled as such
+//!   energies/       per-sample critic energies on the test sets at the first
+//!                   and the last evaluation (methods with a critic)
+//!   plots/          figures drawn from the above when the run ends
 //! ```
 //!
 //! Training is counted in iterations. Every `eval_every` iterations (and at
@@ -23,6 +26,7 @@ use crate::methods::{Method, Shared, StepParams, build, stream_seed};
 use crate::{Error, schedule};
 use candle_core::{Device, Tensor};
 use ebda_data::{Dataset, Loader};
+use ebda_report::EnergySnapshot;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -73,6 +77,8 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
     /// The command line, for the manifest.
     pub command: Vec<String>,
+    /// Skip drawing `plots/` at the end of the run.
+    pub no_plots: bool,
 }
 
 /// The headline of a finished run.
@@ -356,7 +362,7 @@ pub fn train(
         if let (true, Some(means)) = (eval_now, means) {
             let seg_seconds = seg_start.elapsed().as_secs_f64();
             train_seconds += seg_seconds;
-            let line = evaluation_line(
+            let (line, energies) = evaluation_line(
                 cfg,
                 &shared,
                 method.as_ref(),
@@ -370,6 +376,11 @@ pub fn train(
                 images_per_iter,
             )?;
             last_target_acc = line["target_acc"].as_f64();
+            if let Some(snap) =
+                energies.filter(|_| done == cfg.train.eval_every.min(total) || done == total)
+            {
+                write_energies(run_dir, &snap)?;
+            }
             tracing::info!(
                 "{} {} seed {} it {done}/{total}: target acc {:.2}%{} loss {:.4}",
                 cfg.task,
@@ -439,6 +450,18 @@ pub fn train(
     }
     let summary = summarize(cfg, &metrics_path, wall, train_seconds, images_per_iter)?;
     write_json(&run_dir.join("summary.json"), &summary.json)?;
+    if !opts.no_plots {
+        // A figure that cannot be drawn must not cost the run: it is logged,
+        // and `ebda report --plots` can draw it again from the run directory.
+        match ebda_report::run_plots(run_dir) {
+            Ok(files) => tracing::info!(
+                "{} figure files in {}",
+                files.len(),
+                run_dir.join("plots").display()
+            ),
+            Err(e) => tracing::warn!("plots for {} not drawn: {e}", run_dir.display()),
+        }
+    }
     Ok(summary)
 }
 
@@ -469,7 +492,7 @@ fn evaluation_line(
     seg_iters: usize,
     seg_seconds: f64,
     images_per_iter: usize,
-) -> Result<Value, Error> {
+) -> Result<(Value, Option<EnergySnapshot>), Error> {
     let input = &cfg.data.input;
     let bs = cfg.data.eval_batch_size;
     let tgt: EvalResult = evaluate(shared, method, &data.target_test, input, bs, device)?;
@@ -516,7 +539,29 @@ fn evaluation_line(
             &pad_cfg,
         ));
     }
-    Ok(line)
+    let energies = match (src.and_then(|s| s.energies), tgt.energies) {
+        (Some(source), Some(target)) => Some(EnergySnapshot {
+            iteration: iteration as u64,
+            source,
+            target,
+        }),
+        _ => None,
+    };
+    Ok((line, energies))
+}
+
+/// Writes `energies/iter-XXXXXXXX.json` (atomically: a reader never sees half a file).
+fn write_energies(run_dir: &Path, snap: &EnergySnapshot) -> Result<(), Error> {
+    let dir = run_dir.join("energies");
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let path = dir.join(EnergySnapshot::file_name(snap.iteration));
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(snap).expect("plain data serializes"),
+    )
+    .map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))
 }
 
 /// Builds `summary.json` from the run's metrics.

@@ -1,0 +1,4 @@
+//! Helpers shared by the figure tests.
+#![allow(dead_code)]
+
+pub mod png;
