@@ -56,11 +56,11 @@ impl LeNet {
 impl FeatureExtractor for LeNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         check_image("lenet", x, [self.in_channels, 28, 28])?;
-        let x = self.conv1.forward(x)?; // [b, 20, 24, 24]
-        let x = self.pool.forward(&x)?.relu()?; // [b, 20, 12, 12]
-        let x = self.conv2.forward(&x)?; // [b, 50, 8, 8]
-        let x = self.spatial.forward_t(&x, train)?;
-        let x = self.pool.forward(&x)?.relu()?; // [b, 50, 4, 4]
+        // conv → pool → ReLU blocks, one op each on the CPU (equal to the
+        // separate ops; see `ebda_nn::conv_pool_relu`).
+        let x = ebda_nn::conv_pool_relu(x, &self.conv1, &self.pool, None)?; // [b, 20, 12, 12]
+        let mask = self.spatial.channel_mask(x.dim(0)?, 50, train); // Dropout2d on conv2's output
+        let x = ebda_nn::conv_pool_relu(&x, &self.conv2, &self.pool, mask.as_deref())?; // [b, 50, 4, 4]
         let x = x.flatten_from(1)?; // [b, 50, 4, 4] -> [b, 800]
         let x = self.fc.forward(&x)?.relu()?; // [b, 500]
         Ok(self.dropout.forward_t(&x, train)?)

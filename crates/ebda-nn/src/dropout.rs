@@ -103,6 +103,14 @@ impl Dropout2d {
         let (b, c, _, _) = x.dims4()?;
         apply_mask(x, &[b, c, 1, 1], &self.rng, self.p)
     }
+
+    /// The multipliers `forward_t` would apply to a `[b, c, …]` input, drawn
+    /// from the same stream (`0` or `1/(1 − p)` per `(b, c)`, row-major), for
+    /// ops that apply the mask themselves ([`crate::conv_pool_relu`]);
+    /// `None` where `forward_t` is the identity (evaluation, `p = 0`).
+    pub fn channel_mask(&self, b: usize, c: usize, train: bool) -> Option<Vec<f32>> {
+        (train && self.p != 0.0).then(|| mask_values(&self.rng, b * c, self.p))
+    }
 }
 
 #[cfg(test)]

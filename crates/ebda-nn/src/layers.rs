@@ -89,6 +89,16 @@ impl Conv2d {
         &self.weight
     }
 
+    /// The bias `[out]`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// Stride, padding, dilation and groups.
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.cfg
+    }
+
     fn forward_im2col(&self, x: &Tensor) -> Result<Tensor> {
         let (oc, ic, kh, kw) = self.weight.dims4()?;
         let dims = x.dims4()?;

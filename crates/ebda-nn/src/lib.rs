@@ -13,12 +13,15 @@
 //! - [`max_pool2d`]: max pooling for any kernel, stride and padding whose
 //!   backward routes the whole upstream gradient to each window's maximum
 //!   (candle 0.11.1's own backward scales it by 1/kernel-area).
+//! - [`conv_pool_relu`]: convolution, channel dropout, max pooling and ReLU
+//!   as one op on the CPU (LeNet's block), equal to the separate ops.
 //!
 //! Nothing here is CPU-only: the CPU kernels (im2col/col2im, window max-pool)
 //! are used on the CPU, and every layer falls back to candle tensor ops on
 //! other devices.
 
 mod dropout;
+mod fused;
 mod init;
 mod layers;
 mod ops;
@@ -27,6 +30,7 @@ mod rng;
 mod vars;
 
 pub use dropout::{Dropout, Dropout2d};
+pub use fused::conv_pool_relu;
 pub use init::{SeededInit, seeded_var_builder};
 pub use layers::{Conv2d, batch_norm, conv2d, linear};
 pub use pool::{Pool2d, max_pool2d};

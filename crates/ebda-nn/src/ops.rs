@@ -59,7 +59,7 @@ impl Window {
         })
     }
 
-    fn cols(&self) -> usize {
+    pub(crate) fn cols(&self) -> usize {
         self.c * self.kh * self.kw
     }
 
@@ -72,7 +72,7 @@ impl Window {
     }
 }
 
-fn contiguous<'a, T: WithDType>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+pub(crate) fn contiguous<'a, T: WithDType>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("ebda op: the input must be contiguous"),
@@ -92,7 +92,7 @@ fn im2col<T: WithDType>(x: &[T], g: &Window) -> Vec<T> {
 
 /// `im2col` of one image `[c, h, w]` into `dst` `[oh·ow, c·kh·kw]`; every
 /// entry of `dst` is written (0 in the padding).
-fn im2col_one<T: WithDType>(img: &[T], g: &Window, dst: &mut [T]) {
+pub(crate) fn im2col_one<T: WithDType>(img: &[T], g: &Window, dst: &mut [T]) {
     let cols = g.cols();
     for oy in 0..g.oh {
         for ox in 0..g.ow {
@@ -124,7 +124,7 @@ fn im2col_one<T: WithDType>(img: &[T], g: &Window, dst: &mut [T]) {
 }
 
 /// The adjoint of [`im2col_one`]: adds `cols` `[oh·ow, c·kh·kw]` into `img` `[c, h, w]`.
-fn col2im_one<T: WithDType>(cols_data: &[T], g: &Window, img: &mut [T]) {
+pub(crate) fn col2im_one<T: WithDType>(cols_data: &[T], g: &Window, img: &mut [T]) {
     let cols = g.cols();
     for oy in 0..g.oh {
         for ox in 0..g.ow {
@@ -139,6 +139,47 @@ fn col2im_one<T: WithDType>(cols_data: &[T], g: &Window, img: &mut [T]) {
                     for kx in 0..g.kw {
                         if let Some(ix) = g.src(ox, kx, g.w) {
                             plane[iy * g.w + ix] += row[j + kx];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im_one`] from the transposed layout `[c·kh·kw, oh·ow]` (what
+/// `Wᵀ · dY` gives directly): each column row adds along image rows, a
+/// contiguous slice at stride 1.
+pub(crate) fn col2im_t_one<T: WithDType>(cols_t: &[T], g: &Window, img: &mut [T]) {
+    let rows = g.oh * g.ow;
+    for ci in 0..g.c {
+        let plane = &mut img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let r = (ci * g.kh + ky) * g.kw + kx;
+                let src = &cols_t[r * rows..(r + 1) * rows];
+                // Output columns whose input column ox·s + kx − p is inside.
+                let lo = g.pad.saturating_sub(kx).div_ceil(g.stride);
+                let hi = ((g.w + g.pad).saturating_sub(kx))
+                    .div_ceil(g.stride)
+                    .min(g.ow);
+                if lo >= hi {
+                    continue;
+                }
+                for oy in 0..g.oh {
+                    let Some(iy) = g.src(oy, ky, g.h) else {
+                        continue;
+                    };
+                    let srow = &src[oy * g.ow + lo..oy * g.ow + hi];
+                    let x0 = lo * g.stride + kx - g.pad;
+                    let drow = &mut plane[iy * g.w..(iy + 1) * g.w];
+                    if g.stride == 1 {
+                        for (d, &v) in drow[x0..x0 + srow.len()].iter_mut().zip(srow) {
+                            *d += v;
+                        }
+                    } else {
+                        for (i, &v) in srow.iter().enumerate() {
+                            drow[x0 + i * g.stride] += v;
                         }
                     }
                 }
@@ -205,39 +246,58 @@ impl CustomOp1 for Col2Im {
     }
 }
 
-/// Index (within the image plane) of the first maximum of each window, or
-/// `usize::MAX` for a window entirely in the padding (not possible when
-/// padding ≤ kernel/2).
-fn argmax_windows<T: WithDType>(x: &[T], g: &Window) -> Vec<usize> {
-    let planes = g.b * g.c;
-    let mut out = vec![usize::MAX; planes * g.oh * g.ow];
-    out.par_chunks_mut(g.oh * g.ow)
-        .enumerate()
-        .for_each(|(p, dst)| {
-            let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let mut best: Option<(T, usize)> = None;
-                    for ky in 0..g.kh {
-                        let Some(iy) = g.src(oy, ky, g.h) else {
-                            continue;
-                        };
-                        for kx in 0..g.kw {
-                            let Some(ix) = g.src(ox, kx, g.w) else {
-                                continue;
-                            };
-                            let v = plane[iy * g.w + ix];
-                            // The first maximum wins, as in PyTorch's max_pool2d.
-                            if best.is_none_or(|(b, _)| v > b) {
-                                best = Some((v, iy * g.w + ix));
-                            }
-                        }
+/// Index (within the plane) of the first maximum of each window of one
+/// `[h, w]` plane, into `dst` `[oh·ow]`; `usize::MAX` for a window entirely
+/// in the padding (not possible when padding ≤ kernel/2).
+fn argmax_windows_plane<T: WithDType>(plane: &[T], g: &Window, dst: &mut [usize]) {
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let mut best: Option<(T, usize)> = None;
+            for ky in 0..g.kh {
+                let Some(iy) = g.src(oy, ky, g.h) else {
+                    continue;
+                };
+                for kx in 0..g.kw {
+                    let Some(ix) = g.src(ox, kx, g.w) else {
+                        continue;
+                    };
+                    let v = plane[iy * g.w + ix];
+                    // The first maximum wins, as in PyTorch's max_pool2d.
+                    if best.is_none_or(|(b, _)| v > b) {
+                        best = Some((v, iy * g.w + ix));
                     }
-                    dst[oy * g.ow + ox] = best.map_or(usize::MAX, |(_, i)| i);
                 }
             }
-        });
-    out
+            dst[oy * g.ow + ox] = best.map_or(usize::MAX, |(_, i)| i);
+        }
+    }
+}
+
+/// 2×2 windows with stride 2 and no padding: the common case, unrolled.
+fn argmax_2x2_plane<T: WithDType>(plane: &[T], g: &Window, dst: &mut [usize]) {
+    for oy in 0..g.oh {
+        let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
+        for ox in 0..g.ow {
+            let c = 2 * ox;
+            // Scan order (0,0), (0,1), (1,0), (1,1): the first maximum wins.
+            let mut best = r0 + c;
+            for i in [r0 + c + 1, r1 + c, r1 + c + 1] {
+                if plane[i] > plane[best] {
+                    best = i;
+                }
+            }
+            dst[oy * g.ow + ox] = best;
+        }
+    }
+}
+
+/// The argmax of every window of one plane (see [`argmax_windows_plane`]).
+pub(crate) fn argmax_plane<T: WithDType>(plane: &[T], g: &Window, dst: &mut [usize]) {
+    if (g.kh, g.kw, g.stride, g.pad) == (2, 2, 2, 0) {
+        argmax_2x2_plane(plane, g, dst)
+    } else {
+        argmax_windows_plane(plane, g, dst)
+    }
 }
 
 /// Window max over `[b, c, h, w]` (padding counts as −∞). The forward keeps
@@ -260,37 +320,12 @@ impl MaxPool {
 /// first maximum (the forward's argmax when it is at hand, else recomputed).
 struct MaxPoolBackward(Window, Option<Arc<Vec<usize>>>);
 
-/// 2×2 windows with stride 2 and no padding: the common case, unrolled.
-fn argmax_2x2<T: WithDType>(x: &[T], g: &Window) -> Vec<usize> {
+fn argmax_any<T: WithDType>(x: &[T], g: &Window) -> Vec<usize> {
     let mut out = vec![0usize; g.b * g.c * g.oh * g.ow];
     out.par_chunks_mut(g.oh * g.ow)
         .enumerate()
-        .for_each(|(p, dst)| {
-            let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
-            for oy in 0..g.oh {
-                let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
-                for ox in 0..g.ow {
-                    let c = 2 * ox;
-                    // Scan order (0,0), (0,1), (1,0), (1,1): the first maximum wins.
-                    let mut best = r0 + c;
-                    for i in [r0 + c + 1, r1 + c, r1 + c + 1] {
-                        if plane[i] > plane[best] {
-                            best = i;
-                        }
-                    }
-                    dst[oy * g.ow + ox] = best;
-                }
-            }
-        });
+        .for_each(|(p, dst)| argmax_plane(&x[p * g.h * g.w..(p + 1) * g.h * g.w], g, dst));
     out
-}
-
-fn argmax_any<T: WithDType>(x: &[T], g: &Window) -> Vec<usize> {
-    if (g.kh, g.kw, g.stride, g.pad) == (2, 2, 2, 0) {
-        argmax_2x2(x, g)
-    } else {
-        argmax_windows(x, g)
-    }
 }
 
 fn gather_max<T: WithDType>(x: &[T], arg: &[usize], g: &Window) -> Vec<T> {
@@ -415,7 +450,7 @@ pub(crate) fn cpu_float(x: &Tensor) -> bool {
 /// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)` with explicit (row, column)
 /// strides, single-threaded (callers parallelise over images).
 #[allow(clippy::too_many_arguments)]
-fn gemm<T: WithDType>(
+pub(crate) fn gemm<T: WithDType>(
     m: usize,
     n: usize,
     k: usize,
@@ -458,7 +493,7 @@ fn gemm<T: WithDType>(
 }
 
 /// Batch items per rayon task: a few tasks per thread, as few as possible.
-fn chunk(batch: usize) -> usize {
+pub(crate) fn chunk(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
@@ -705,7 +740,7 @@ impl CustomOp2 for ConvGradWeight {
     }
 }
 
-/// `(dY, W) ↦ dX_b = col2im(dY_bᵀ [oh·ow, out] · W [out, c·k·k])`.
+/// `(dY, W) ↦ dX_b = col2im(Wᵀ [c·k·k, out] · dY_b [out, oh·ow])`.
 struct ConvGradInput(Window);
 
 fn grad_input<T: WithDType>(dy: &[T], w: &[T], g: &Window, oc: usize) -> Vec<T> {
@@ -716,24 +751,24 @@ fn grad_input<T: WithDType>(dy: &[T], w: &[T], g: &Window, oc: usize) -> Vec<T> 
     dx.par_chunks_mut(per * plane)
         .enumerate()
         .for_each(|(ci, out)| {
-            let mut dcols = vec![T::zero(); rows * ckk];
+            let mut dcols = vec![T::zero(); ckk * rows];
             for i in 0..out.len() / plane {
                 let b = ci * per + i;
                 let dyb = &dy[b * oc * rows..(b + 1) * oc * rows]; // [oc, rows]
-                // dcols [rows, ckk] = dY_bᵀ (rs 1, cs rows) · W (rs ckk, cs 1).
+                // dcolsᵀ [ckk, rows] = Wᵀ (rs 1, cs ckk) · dY_b (rs rows, cs 1).
                 gemm(
-                    rows,
                     ckk,
+                    rows,
                     oc,
                     &mut dcols,
-                    ckk,
+                    rows,
                     false,
-                    dyb,
-                    (1, rows),
                     w,
-                    (ckk, 1),
+                    (1, ckk),
+                    dyb,
+                    (rows, 1),
                 );
-                col2im_one(&dcols, &one, &mut out[i * plane..(i + 1) * plane]);
+                col2im_t_one(&dcols, &one, &mut out[i * plane..(i + 1) * plane]);
             }
         });
     dx
