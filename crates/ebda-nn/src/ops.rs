@@ -150,14 +150,17 @@ pub(crate) fn col2im_one<T: WithDType>(cols_data: &[T], g: &Window, img: &mut [T
 /// [`col2im_one`] from the transposed layout `[c·kh·kw, oh·ow]` (what
 /// `Wᵀ · dY` gives directly): each column row adds along image rows, a
 /// contiguous slice at stride 1.
-pub(crate) fn col2im_t_one<T: WithDType>(cols_t: &[T], g: &Window, img: &mut [T]) {
+///
+/// Row `r` of the columns starts at `cols_t[r · ld]` (`ld ≥ oh·ow`, so the
+/// columns of several images can sit side by side).
+pub(crate) fn col2im_t_one<T: WithDType>(cols_t: &[T], ld: usize, g: &Window, img: &mut [T]) {
     let rows = g.oh * g.ow;
     for ci in 0..g.c {
         let plane = &mut img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let r = (ci * g.kh + ky) * g.kw + kx;
-                let src = &cols_t[r * rows..(r + 1) * rows];
+                let src = &cols_t[r * ld..r * ld + rows];
                 // Output columns whose input column ox·s + kx − p is inside.
                 let lo = g.pad.saturating_sub(kx).div_ceil(g.stride);
                 let hi = ((g.w + g.pad).saturating_sub(kx))
@@ -276,17 +279,28 @@ fn argmax_windows_plane<T: WithDType>(plane: &[T], g: &Window, dst: &mut [usize]
 /// 2×2 windows with stride 2 and no padding: the common case, unrolled.
 fn argmax_2x2_plane<T: WithDType>(plane: &[T], g: &Window, dst: &mut [usize]) {
     for oy in 0..g.oh {
-        let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
-        for ox in 0..g.ow {
-            let c = 2 * ox;
+        let (s0, s1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
+        let r0 = &plane[s0..s0 + 2 * g.ow];
+        let r1 = &plane[s1..s1 + 2 * g.ow];
+        let d = &mut dst[oy * g.ow..(oy + 1) * g.ow];
+        for (ox, ((a, b), d)) in r0
+            .chunks_exact(2)
+            .zip(r1.chunks_exact(2))
+            .zip(d.iter_mut())
+            .enumerate()
+        {
             // Scan order (0,0), (0,1), (1,0), (1,1): the first maximum wins.
-            let mut best = r0 + c;
-            for i in [r0 + c + 1, r1 + c, r1 + c + 1] {
-                if plane[i] > plane[best] {
-                    best = i;
-                }
+            let (mut best, mut at) = (a[0], s0 + 2 * ox);
+            if a[1] > best {
+                (best, at) = (a[1], s0 + 2 * ox + 1);
             }
-            dst[oy * g.ow + ox] = best;
+            if b[0] > best {
+                (best, at) = (b[0], s1 + 2 * ox);
+            }
+            if b[1] > best {
+                at = s1 + 2 * ox + 1;
+            }
+            *d = at;
         }
     }
 }
@@ -439,6 +453,88 @@ impl CustomOp2 for MaxPoolBackward {
             ),
         };
         Ok((out, Shape::from((g.b, g.c, g.h, g.w))))
+    }
+}
+
+/// Float types with a pool of reusable buffers (see [`take_buffer`]).
+pub(crate) trait Pooled: WithDType {
+    fn pool() -> &'static Mutex<Vec<Vec<Self>>>;
+}
+
+/// `y ← y + a·x`, element by element (no reassociation, so every code path
+/// gives the same bits).
+#[inline(always)]
+fn axpy_plain<T: WithDType>(y: &mut [T], a: T, x: &[T]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// [`axpy_plain`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn axpy_avx512<T: WithDType>(y: &mut [T], a: T, x: &[T]) {
+    axpy_plain(y, a, x)
+}
+
+/// Whether the CPU has AVX-512 (checked once).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
+}
+
+/// `y ← y + a·x` with the widest vectors the CPU has.
+#[inline]
+pub(crate) fn axpy<T: WithDType>(y: &mut [T], a: T, x: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512F (checked at run time).
+        return unsafe { axpy_avx512(y, a, x) };
+    }
+    axpy_plain(y, a, x)
+}
+
+impl Pooled for f32 {
+    fn pool() -> &'static Mutex<Vec<Vec<Self>>> {
+        static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+        &POOL
+    }
+}
+
+impl Pooled for f64 {
+    fn pool() -> &'static Mutex<Vec<Vec<Self>>> {
+        static POOL: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
+        &POOL
+    }
+}
+
+/// Buffers kept for reuse, per float type.
+const POOLED_BUFFERS: usize = 8;
+
+/// A buffer of `len` values for an array that is rewritten in full before it
+/// is read (a batch's im2col): taken from the pool when one fits, so a
+/// training step does not zero-fill and fault in tens of MB of fresh memory.
+/// Its contents are stale values of earlier use.
+pub(crate) fn take_buffer<T: Pooled>(len: usize) -> Vec<T> {
+    let mut pool = T::pool().lock().unwrap_or_else(|p| p.into_inner());
+    let best = pool
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.capacity() >= len)
+        .min_by_key(|(_, v)| v.capacity())
+        .map(|(i, _)| i);
+    let mut v = best.map(|i| pool.swap_remove(i)).unwrap_or_default();
+    drop(pool);
+    v.resize(len, T::zero());
+    v
+}
+
+/// Returns a buffer of [`take_buffer`] to the pool.
+pub(crate) fn give_buffer<T: Pooled>(v: Vec<T>) {
+    let mut pool = T::pool().lock().unwrap_or_else(|p| p.into_inner());
+    if pool.len() < POOLED_BUFFERS {
+        pool.push(v);
     }
 }
 
@@ -768,7 +864,7 @@ fn grad_input<T: WithDType>(dy: &[T], w: &[T], g: &Window, oc: usize) -> Vec<T> 
                     dyb,
                     (rows, 1),
                 );
-                col2im_t_one(&dcols, &one, &mut out[i * plane..(i + 1) * plane]);
+                col2im_t_one(&dcols, rows, &one, &mut out[i * plane..(i + 1) * plane]);
             }
         });
     dx
@@ -798,5 +894,27 @@ impl CustomOp2 for ConvGradInput {
             _ => candle_core::bail!("ebda-conv2d-grad-input: f32 or f64 expected"),
         };
         Ok((out, Shape::from((g.b, g.c, g.h, g.w))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axpy_paths_agree_bit_for_bit() {
+        // Odd lengths exercise the vector tails.
+        for n in [1usize, 7, 16, 25, 33, 500] {
+            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let y0: Vec<f32> = (0..n).map(|i| (i as f32 * 1.3).cos()).collect();
+            let mut plain = y0.clone();
+            axpy_plain(&mut plain, 0.731, &x);
+            let mut best = y0.clone();
+            axpy(&mut best, 0.731, &x);
+            assert_eq!(plain, best, "n = {n}");
+            for (i, v) in plain.iter().enumerate() {
+                assert_eq!(*v, y0[i] + 0.731 * x[i]);
+            }
+        }
     }
 }
