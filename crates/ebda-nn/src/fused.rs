@@ -10,9 +10,9 @@
 //! backward goes straight from the pooled gradient to `dW`, `db` and (when
 //! the input tracks a gradient) `dX`.
 //!
-//! The GEMMs run over all images of a task at once (one call instead of one
-//! per image), so sums may round differently from the separate ops; tests
-//! check values and gradients against the composition.
+//! The forward GEMM runs over a few images at a time and the weight gradient
+//! is summed from the sparse pooled gradient, so sums may round differently
+//! from the separate ops; tests check values and gradients against them.
 
 use crate::ops::{
     Pooled, Window, argmax_plane, axpy, chunk, col2im_t_one, contiguous, cpu_float, gemm,
@@ -23,23 +23,11 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDTyp
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
-/// What the forward keeps for the backward.
-struct Saved<T: Pooled> {
-    /// `im2col` of the batch, `[b, oh·ow, c·k·k]` (a pooled buffer).
-    cols: Vec<T>,
-    /// Per pooled output, the index of its window's maximum in the conv plane.
+/// What the forward keeps for the backward: per pooled output, the index of
+/// its window's maximum in the conv plane, or `usize::MAX` where no gradient
+/// flows (the ReLU cut the maximum, or the window lies in the padding).
+struct Saved {
     argmax: Vec<usize>,
-}
-
-impl<T: Pooled> Drop for Saved<T> {
-    fn drop(&mut self) {
-        give_buffer(std::mem::take(&mut self.cols));
-    }
-}
-
-enum SavedAny {
-    F32(Saved<f32>),
-    F64(Saved<f64>),
 }
 
 struct ConvPoolRelu {
@@ -48,20 +36,23 @@ struct ConvPoolRelu {
     pool: Window,
     /// Per-(image, channel) multipliers `[b·out]`, applied to the conv output.
     scale: Option<Arc<Vec<f32>>>,
-    saved: Arc<Mutex<Option<Arc<SavedAny>>>>,
+    saved: Arc<Mutex<Option<Arc<Saved>>>>,
 }
 
 fn relu<T: WithDType>(v: T) -> T {
     if v > T::zero() { v } else { T::zero() }
 }
 
-/// Images per GEMM in the input-gradient pass: columns of a few images at a
-/// time stay in cache.
+/// Images per forward GEMM: their im2col and conv output stay in cache
+/// (the im2col of a batch would be tens of MB written and read back).
+const GEMM_IMAGES: usize = 8;
+
+/// Images per GEMM in the input-gradient pass.
 const DX_IMAGES: usize = 16;
 
-/// Forward. Per task (a run of images): the im2col of its images, one GEMM
-/// `Y [out, n·oh·ow] = W · colsᵀ` (+ bias), then per (channel, image) the
-/// scale, the window argmax and the ReLU of the maximum.
+/// Forward. Per task (a run of images), a few images at a time: their
+/// im2col, one GEMM `Y [out, n·oh·ow] = W · colsᵀ` (+ bias), then per
+/// (channel, image) the scale, the window argmax and the ReLU of the maximum.
 #[allow(clippy::too_many_arguments)]
 fn forward<T: Pooled>(
     x: &[T],
@@ -71,56 +62,64 @@ fn forward<T: Pooled>(
     pg: &Window,
     oc: usize,
     scale: Option<&[f32]>,
-) -> (Vec<T>, Saved<T>) {
+) -> (Vec<T>, Saved) {
     let (rows, ckk, plane) = (cg.oh * cg.ow, cg.cols(), cg.c * cg.h * cg.w);
     let prow = pg.oh * pg.ow;
     let one = Window { b: 1, ..*cg };
-    let mut cols = take_buffer::<T>(cg.b * rows * ckk);
     let mut argmax = vec![0usize; cg.b * oc * prow];
     let mut out = vec![T::zero(); cg.b * oc * prow];
     let per = chunk(cg.b);
     out.par_chunks_mut(per * oc * prow)
-        .zip(cols.par_chunks_mut(per * rows * ckk))
         .zip(argmax.par_chunks_mut(per * oc * prow))
         .enumerate()
-        .for_each(|(ci, ((out, cbuf), abuf))| {
+        .for_each(|(ci, (out, abuf))| {
             let images = out.len() / (oc * prow);
-            let n = images * rows;
-            for i in 0..images {
-                let b = ci * per + i;
-                im2col_one(
-                    &x[b * plane..(b + 1) * plane],
-                    &one,
-                    &mut cbuf[i * rows * ckk..(i + 1) * rows * ckk],
-                );
-            }
-            let mut y = Vec::with_capacity(oc * n); // [oc, n]
-            for &bo in &bias[..oc] {
-                y.extend(std::iter::repeat_n(bo, n));
-            }
-            gemm(oc, n, ckk, &mut y, n, true, w, (ckk, 1), cbuf, (1, ckk));
-            for o in 0..oc {
-                for i in 0..images {
-                    let b = ci * per + i;
-                    let yp = &mut y[o * n + i * rows..o * n + (i + 1) * rows];
-                    if let Some(s) = scale {
-                        let s = T::from_f64(f64::from(s[b * oc + o]));
-                        yp.iter_mut().for_each(|v| *v *= s);
-                    }
-                    let k = (i * oc + o) * prow;
-                    let arg = &mut abuf[k..k + prow];
-                    argmax_plane(yp, pg, arg);
-                    for (d, &j) in out[k..k + prow].iter_mut().zip(arg.iter()) {
-                        *d = if j == usize::MAX {
-                            T::zero()
-                        } else {
-                            relu(yp[j])
-                        };
+            let group = GEMM_IMAGES.min(images);
+            let mut cbuf = take_buffer::<T>(group * rows * ckk);
+            let mut y = take_buffer::<T>(oc * group * rows);
+            for i0 in (0..images).step_by(GEMM_IMAGES) {
+                let m = GEMM_IMAGES.min(images - i0);
+                let n = m * rows;
+                for i in 0..m {
+                    let b = ci * per + i0 + i;
+                    im2col_one(
+                        &x[b * plane..(b + 1) * plane],
+                        &one,
+                        &mut cbuf[i * rows * ckk..(i + 1) * rows * ckk],
+                    );
+                }
+                for (o, row) in y[..oc * n].chunks_mut(n).enumerate() {
+                    row.fill(bias[o]);
+                }
+                gemm(oc, n, ckk, &mut y, n, true, w, (ckk, 1), &cbuf, (1, ckk));
+                for o in 0..oc {
+                    for i in 0..m {
+                        let (b, li) = (ci * per + i0 + i, i0 + i);
+                        let yp = &mut y[o * n + i * rows..o * n + (i + 1) * rows];
+                        if let Some(s) = scale {
+                            let s = T::from_f64(f64::from(s[b * oc + o]));
+                            yp.iter_mut().for_each(|v| *v *= s);
+                        }
+                        let k = (li * oc + o) * prow;
+                        let arg = &mut abuf[k..k + prow];
+                        argmax_plane(yp, pg, arg);
+                        for (d, j) in out[k..k + prow].iter_mut().zip(arg.iter_mut()) {
+                            *d = if *j == usize::MAX {
+                                T::zero()
+                            } else {
+                                relu(yp[*j])
+                            };
+                            if *d <= T::zero() {
+                                *j = usize::MAX; // no gradient through the ReLU
+                            }
+                        }
                     }
                 }
             }
+            give_buffer(cbuf);
+            give_buffer(y);
         });
-    (out, Saved { cols, argmax })
+    (out, Saved { argmax })
 }
 
 impl CustomOp3 for ConvPoolRelu {
@@ -151,7 +150,7 @@ impl CustomOp3 for ConvPoolRelu {
                     oc,
                     scale,
                 );
-                (CpuStorage::F32(y), SavedAny::F32(s))
+                (CpuStorage::F32(y), s)
             }
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
                 let (y, s) = forward(
@@ -163,7 +162,7 @@ impl CustomOp3 for ConvPoolRelu {
                     oc,
                     scale,
                 );
-                (CpuStorage::F64(y), SavedAny::F64(s))
+                (CpuStorage::F64(y), s)
             }
             _ => candle_core::bail!(
                 "ebda-conv-pool-relu: input, weight and bias must all be f32 or all f64"
@@ -178,7 +177,7 @@ impl CustomOp3 for ConvPoolRelu {
         x: &Tensor,
         w: &Tensor,
         _b: &Tensor,
-        res: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let cg = self.conv;
@@ -196,9 +195,9 @@ impl CustomOp3 for ConvPoolRelu {
             need_dx,
         };
         // One flat output: [dX (when needed) | dW with db as an extra last column].
-        let flat =
-            grad.contiguous()?
-                .apply_op3_no_bwd(&res.contiguous()?, &w.contiguous()?, &op)?;
+        let flat = grad
+            .contiguous()?
+            .apply_op3_no_bwd(&x.contiguous()?, &w.contiguous()?, &op)?;
         let dx_len = if need_dx {
             cg.b * cg.c * cg.h * cg.w
         } else {
@@ -219,12 +218,12 @@ impl CustomOp3 for ConvPoolRelu {
     }
 }
 
-/// `(dOut, out, W) ↦ [dX | dW | db]`, see [`ConvPoolRelu`].
+/// `(dOut, x, W) ↦ [dX | dW | db]`, see [`ConvPoolRelu`].
 struct ConvPoolReluGrad {
     conv: Window,
     pool: Window,
     scale: Option<Arc<Vec<f32>>>,
-    saved: Arc<SavedAny>,
+    saved: Arc<Saved>,
     need_dx: bool,
 }
 
@@ -235,9 +234,9 @@ struct ConvPoolReluGrad {
 #[allow(clippy::too_many_arguments)]
 fn backward<T: Pooled>(
     dout: &[T],
-    out: &[T],
+    x: &[T],
     w: &[T],
-    saved: &Saved<T>,
+    saved: &Saved,
     cg: &Window,
     pg: &Window,
     oc: usize,
@@ -271,9 +270,11 @@ fn backward<T: Pooled>(
             } else {
                 Vec::new()
             };
+            let mut cb = take_buffer::<T>(rows * ckk);
             for i in 0..images {
                 let b = first + i;
-                let cb = &saved.cols[b * rows * ckk..(b + 1) * rows * ckk];
+                // This image's im2col again: cheaper in cache than a batch's kept in memory.
+                im2col_one(&x[b * plane..(b + 1) * plane], &one, &mut cb);
                 for o in 0..oc {
                     let s = scale.map(|s| T::from_f64(f64::from(s[b * oc + o])));
                     if s == Some(T::zero()) {
@@ -284,8 +285,8 @@ fn backward<T: Pooled>(
                     let mut bsum = T::zero();
                     for p in 0..prow {
                         let j = saved.argmax[k + p];
-                        if j == usize::MAX || out[k + p] <= T::zero() {
-                            continue; // outside the image, or cut by the ReLU
+                        if j == usize::MAX {
+                            continue; // cut by the ReLU, or outside the image
                         }
                         let g = match s {
                             Some(s) => dout[k + p] * s,
@@ -300,6 +301,7 @@ fn backward<T: Pooled>(
                     bias[0] += bsum;
                 }
             }
+            give_buffer(cb);
             if need_dx {
                 let mut dcols = vec![T::zero(); ckk * DX_IMAGES.min(images) * rows];
                 for i0 in (0..images).step_by(DX_IMAGES) {
@@ -344,19 +346,20 @@ impl CustomOp3 for ConvPoolReluGrad {
         &self,
         gs: &CpuStorage,
         gl: &Layout,
-        os: &CpuStorage,
-        ol: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (cg, pg) = (&self.conv, &self.pool);
         let oc = wl.dims()[0];
         let scale = self.scale.as_deref().map(Vec::as_slice);
-        let out = match (gs, os, ws, &*self.saved) {
-            (CpuStorage::F32(g), CpuStorage::F32(o), CpuStorage::F32(w), SavedAny::F32(s)) => {
+        let s = &*self.saved;
+        let out = match (gs, xs, ws) {
+            (CpuStorage::F32(g), CpuStorage::F32(x), CpuStorage::F32(w)) => {
                 CpuStorage::F32(backward(
                     contiguous(g, gl)?,
-                    contiguous(o, ol)?,
+                    contiguous(x, xl)?,
                     contiguous(w, wl)?,
                     s,
                     cg,
@@ -366,10 +369,10 @@ impl CustomOp3 for ConvPoolReluGrad {
                     self.need_dx,
                 ))
             }
-            (CpuStorage::F64(g), CpuStorage::F64(o), CpuStorage::F64(w), SavedAny::F64(s)) => {
+            (CpuStorage::F64(g), CpuStorage::F64(x), CpuStorage::F64(w)) => {
                 CpuStorage::F64(backward(
                     contiguous(g, gl)?,
-                    contiguous(o, ol)?,
+                    contiguous(x, xl)?,
                     contiguous(w, wl)?,
                     s,
                     cg,

@@ -104,9 +104,9 @@ pub(crate) fn im2col_one<T: WithDType>(img: &[T], g: &Window, dst: &mut [T]) {
                     let out = &mut row[j..j + g.kw];
                     match g.src(oy, ky, g.h) {
                         Some(iy) if g.pad == 0 => {
-                            // Inside the image: one slice copy per kernel row.
+                            // Inside the image: one kernel row.
                             let start = iy * g.w + ox * g.stride;
-                            out.copy_from_slice(&plane[start..start + g.kw]);
+                            copy_short(out, &plane[start..start + g.kw]);
                         }
                         Some(iy) => {
                             for (kx, v) in out.iter_mut().enumerate() {
@@ -120,6 +120,29 @@ pub(crate) fn im2col_one<T: WithDType>(img: &[T], g: &Window, dst: &mut [T]) {
                 }
             }
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the few values of a kernel row: common
+/// widths are copied with their length known at compile time, inline, where
+/// a `memmove` call per row would cost more than the copy.
+#[inline(always)]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    fn fixed<const N: usize, T: Copy>(dst: &mut [T], src: &[T]) {
+        let (d, s): (&mut [T; N], &[T; N]) = match (dst.try_into(), src.try_into()) {
+            (Ok(d), Ok(s)) => (d, s),
+            _ => unreachable!("callers pass slices of length N"),
+        };
+        *d = *s;
+    }
+    match src.len() {
+        1 => fixed::<1, T>(dst, src),
+        2 => fixed::<2, T>(dst, src),
+        3 => fixed::<3, T>(dst, src),
+        4 => fixed::<4, T>(dst, src),
+        5 => fixed::<5, T>(dst, src),
+        7 => fixed::<7, T>(dst, src),
+        _ => dst.copy_from_slice(src),
     }
 }
 
