@@ -27,7 +27,8 @@
 //! ```
 
 use candle_core::{D, DType, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+use ebda_nn::Linear;
 use ebda_nn::{Dropout, Rng};
 use serde::{Deserialize, Serialize};
 

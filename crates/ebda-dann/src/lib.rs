@@ -31,7 +31,8 @@
 //! ```
 
 use candle_core::{DType, Tensor};
-use candle_nn::{BatchNorm, Linear, Module, ModuleT, VarBuilder};
+use candle_nn::{BatchNorm, Module, ModuleT, VarBuilder};
+use ebda_nn::Linear;
 use ebda_nn::{Dropout, Rng};
 use serde::{Deserialize, Serialize};
 

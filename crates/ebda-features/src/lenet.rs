@@ -2,8 +2,9 @@
 
 use crate::{FeatureExtractor, Result, check_image};
 use candle_core::Tensor;
-use candle_nn::{Conv2dConfig, Linear, Module, VarBuilder};
+use candle_nn::{Conv2dConfig, Module, VarBuilder};
 use ebda_nn::Conv2d;
+use ebda_nn::Linear;
 use ebda_nn::{Dropout, Dropout2d, Pool2d, Rng};
 
 /// Feature width.

@@ -38,7 +38,8 @@ pub use lenet::LeNet;
 pub use mlp::Mlp;
 
 use candle_core::Tensor;
-use candle_nn::{BatchNorm, Linear, Module, ModuleT, VarBuilder};
+use candle_nn::{BatchNorm, Module, ModuleT, VarBuilder};
+use ebda_nn::Linear;
 use ebda_nn::Rng;
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,8 @@
 
 use crate::{Error, FeatureExtractor, Result};
 use candle_core::Tensor;
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+use ebda_nn::Linear;
 use ebda_nn::{Dropout, Rng};
 
 /// `(Linear → ReLU → Dropout)` for each hidden width.

@@ -7,9 +7,10 @@
 //! uses a Kaiming-normal weight instead; matching PyTorch matters when results
 //! are compared against PyTorch references trained from its defaults.
 
+use crate::Linear;
 use crate::ops::{Conv2dOp, Im2Col, Window, cpu_float};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, Conv2dConfig, Init, Linear, VarBuilder};
+use candle_nn::{BatchNorm, BatchNormConfig, Conv2dConfig, Init, VarBuilder};
 
 fn fan_in_uniform(fan_in: usize) -> Init {
     let bound = 1.0 / (fan_in.max(1) as f64).sqrt();

@@ -5,7 +5,8 @@
 //!   gives one initialisation on every backend.
 //! - [`linear`], [`conv2d`], [`batch_norm`]: layers with PyTorch's default
 //!   initialisation and constants, so models match the PyTorch references;
-//!   [`Conv2d`] runs as im2col + GEMM on the CPU with a fast backward.
+//!   [`Conv2d`] runs as im2col + GEMM on the CPU with a fast backward, and
+//!   [`Linear`] as one op whose backward writes the weight gradient in place.
 //! - [`Dropout`] and [`Dropout2d`]: dropout whose masks come from an explicit
 //!   seeded [`Rng`] whose state can be saved and restored.
 //! - [`trainable_vars`]: a `VarMap`'s parameters in a fixed order, without
@@ -24,6 +25,7 @@ mod dropout;
 mod fused;
 mod init;
 mod layers;
+mod linear;
 mod ops;
 mod pool;
 mod rng;
@@ -33,6 +35,7 @@ pub use dropout::{Dropout, Dropout2d};
 pub use fused::conv_pool_relu;
 pub use init::{SeededInit, seeded_var_builder};
 pub use layers::{Conv2d, batch_norm, conv2d, linear};
+pub use linear::Linear;
 pub use pool::{Pool2d, max_pool2d};
 pub use rng::{Rng, RngState};
 pub use vars::{is_buffer, named_vars, parameter_count, trainable_vars};
