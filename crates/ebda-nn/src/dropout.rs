@@ -8,7 +8,7 @@
 
 use crate::{Error, Rng};
 use candle_core::{Result, Tensor};
-use rand::Rng as _;
+use rand::RngCore as _;
 
 fn check_p(p: f64) -> std::result::Result<(), Error> {
     if (0.0..=1.0).contains(&p) {
@@ -22,14 +22,26 @@ fn check_p(p: f64) -> std::result::Result<(), Error> {
 }
 
 /// Draws `n` mask values: 0 with probability `p`, else `1/(1−p)`.
+///
+/// Element `i` is dropped when the `i`-th uniform draw `u ∈ [0, 1)` of the
+/// stream is below `p`. `rand` makes `u` from the top 53 bits `k` of a
+/// `u64` as `k · 2⁻⁵³`, so `u < p ⇔ k < ⌈p · 2⁵³⌉`: compared as integers,
+/// the same masks without a float conversion per element.
 fn mask_values(rng: &Rng, n: usize, p: f64) -> Vec<f32> {
     if p >= 1.0 {
         return vec![0.0; n];
     }
     let keep = (1.0 / (1.0 - p)) as f32;
+    let threshold = (p * (1u64 << 53) as f64).ceil() as u64;
     let mut g = rng.lock();
     (0..n)
-        .map(|_| if g.random::<f64>() < p { 0.0 } else { keep })
+        .map(|_| {
+            if (g.next_u64() >> 11) < threshold {
+                0.0
+            } else {
+                keep
+            }
+        })
         .collect()
 }
 
@@ -171,6 +183,25 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert_eq!(diff, 0.0);
+    }
+
+    /// The integer comparison draws the masks `u < p` with `u` from
+    /// `rand`'s `random::<f64>()` would: same stream, same masks.
+    #[test]
+    fn masks_equal_the_float_comparison() {
+        use rand::Rng as _;
+        for p in [0.1, 0.5, 0.3, 1.0 / 3.0, 0.999, 1e-9] {
+            for seed in 0..3 {
+                let ours = mask_values(&Rng::new(seed), 10_000, p);
+                let rng = Rng::new(seed);
+                let mut g = rng.lock();
+                let keep = (1.0 / (1.0 - p)) as f32;
+                let reference: Vec<f32> = (0..10_000)
+                    .map(|_| if g.random::<f64>() < p { 0.0 } else { keep })
+                    .collect();
+                assert_eq!(ours, reference, "p = {p}, seed {seed}");
+            }
+        }
     }
 
     #[test]

@@ -351,6 +351,21 @@ fn scaled<T: WithDType>(x: T, a: f64) -> T {
     x * T::from_f64(a) + T::zero()
 }
 
+/// Elements per parallel task of an update (elementwise: any split gives
+/// the same bits).
+const UPDATE_CHUNK: usize = 32 * 1024;
+
+fn update_par<T: Real>(op: Update, dst: &mut [T], s2: &[T], s3: &[T]) {
+    use rayon::prelude::*;
+    if dst.len() < 2 * UPDATE_CHUNK || rayon::current_num_threads() < 2 {
+        return update(op, dst, s2, s3);
+    }
+    dst.par_chunks_mut(UPDATE_CHUNK)
+        .zip(s2.par_chunks(UPDATE_CHUNK))
+        .zip(s3.par_chunks(UPDATE_CHUNK))
+        .for_each(|((d, a), b)| update(op, d, a, b));
+}
+
 fn update<T: Real>(op: Update, dst: &mut [T], s2: &[T], s3: &[T]) {
     match op {
         Update::SgdMomentum(k) => {
@@ -432,10 +447,10 @@ impl InplaceOp3 for Update {
         }
         match (s1, s2, s3) {
             (CpuStorage::F32(d), CpuStorage::F32(x), CpuStorage::F32(y)) => {
-                update(*self, &mut d[a1..e1], &x[a2..e2], &y[a3..e3])
+                update_par(*self, &mut d[a1..e1], &x[a2..e2], &y[a3..e3])
             }
             (CpuStorage::F64(d), CpuStorage::F64(x), CpuStorage::F64(y)) => {
-                update(*self, &mut d[a1..e1], &x[a2..e2], &y[a3..e3])
+                update_par(*self, &mut d[a1..e1], &x[a2..e2], &y[a3..e3])
             }
             _ => candle_core::bail!("optimizer update: f32 or f64 tensors of one type expected"),
         }
@@ -502,13 +517,18 @@ mod tests {
                 ..OptimConfig::adam(1e-3)
             },
         ];
-        for cfg in configs {
+        // (300, 257): large enough for the update to split over threads.
+        for (cfg, shape) in
+            configs
+                .into_iter()
+                .zip([(37, 5), (300, 257), (37, 5), (300, 257), (37, 5)])
+        {
             for dtype in [DType::F32, DType::F64] {
                 let dev = Device::Cpu;
-                let init = (Tensor::randn(0f32, 1., (37, 5), &dev).unwrap())
+                let init = (Tensor::randn(0f32, 1., shape, &dev).unwrap())
                     .to_dtype(dtype)
                     .unwrap();
-                let target = Tensor::randn(0f32, 1., (37, 5), &dev)
+                let target = Tensor::randn(0f32, 1., shape, &dev)
                     .unwrap()
                     .to_dtype(dtype)
                     .unwrap();
