@@ -58,7 +58,7 @@ impl FeatureExtractor for LeNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         check_image("lenet", x, [self.in_channels, 28, 28])?;
         // conv → pool → ReLU blocks, one op each on the CPU (equal to the
-        // separate ops; see `ebda_nn::conv_pool_relu`).
+        // separate ops up to float rounding; see `ebda_nn::conv_pool_relu`).
         let x = ebda_nn::conv_pool_relu(x, &self.conv1, &self.pool, None)?; // [b, 20, 12, 12]
         let mask = self.spatial.channel_mask(x.dim(0)?, 50, train); // Dropout2d on conv2's output
         let x = ebda_nn::conv_pool_relu(&x, &self.conv2, &self.pool, mask.as_deref())?; // [b, 50, 4, 4]

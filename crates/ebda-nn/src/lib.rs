@@ -15,7 +15,8 @@
 //!   backward routes the whole upstream gradient to each window's maximum
 //!   (candle 0.11.1's own backward scales it by 1/kernel-area).
 //! - [`conv_pool_relu`]: convolution, channel dropout, max pooling and ReLU
-//!   as one op on the CPU (LeNet's block), equal to the separate ops.
+//!   as one op on the CPU (LeNet's block), equal to the separate ops up to
+//!   float rounding.
 //!
 //! Nothing here is CPU-only: the CPU kernels (im2col/col2im, window max-pool)
 //! are used on the CPU, and every layer falls back to candle tensor ops on
