@@ -15,8 +15,8 @@
 //! from the separate ops; tests check values and gradients against them.
 
 use crate::ops::{
-    Pooled, Window, argmax_plane, axpy, chunk, col2im_t_one, contiguous, cpu_float, gemm,
-    give_buffer, im2col_one, take_buffer,
+    Pooled, Window, add_partials, argmax_plane, axpy, chunk, col2im_t_one, contiguous, cpu_float,
+    gemm, give_buffer, im2col_one, take_buffer,
 };
 use crate::{Conv2d, Pool2d};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
@@ -36,7 +36,7 @@ struct ConvPoolRelu {
     pool: Window,
     /// Per-(image, channel) multipliers `[b·out]`, applied to the conv output.
     scale: Option<Arc<Vec<f32>>>,
-    saved: Arc<Mutex<Option<Arc<Saved>>>>,
+    saved: Mutex<Option<Arc<Saved>>>,
 }
 
 fn relu<T: WithDType>(v: T) -> T {
@@ -329,11 +329,7 @@ fn backward<T: Pooled>(
             dw
         })
         .collect();
-    for p in partial {
-        for (t, v) in dwdb.iter_mut().zip(p) {
-            *t += v;
-        }
-    }
+    add_partials(dwdb, partial);
     result
 }
 
@@ -444,7 +440,7 @@ pub fn conv_pool_relu(
             conv: cg,
             pool: pg,
             scale: channel_scale.map(|s| Arc::new(s.to_vec())),
-            saved: Arc::new(Mutex::new(None)),
+            saved: Mutex::new(None),
         };
         return x
             .contiguous()?

@@ -9,7 +9,7 @@
 //! (only when `x` tracks a gradient) `dX = dY·W`. Other devices, and inputs
 //! that are not 2-D, take candle-nn's layer.
 
-use crate::ops::{contiguous, cpu_float};
+use crate::ops::{contiguous, cpu_float, gemm_par};
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor, WithDType};
 
 /// `y = x·Wᵀ + b` with `W: [out, in]`, `b: [out]`.
@@ -51,67 +51,6 @@ impl Module for Linear {
             );
         }
         candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)
-    }
-}
-
-/// Multiply-accumulates above which a GEMM is split over the rayon threads.
-const PARALLEL_MACS: usize = 1 << 20;
-
-/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, split over threads when large.
-#[allow(clippy::too_many_arguments)]
-fn gemm_par<T: WithDType>(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [T],
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: &[T],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[T],
-    (rhs_rs, rhs_cs): (usize, usize),
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.iter_mut().for_each(|v| *v = T::zero());
-        }
-        return;
-    }
-    assert!(dst.len() > (m - 1) * dst_rs + n - 1);
-    assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
-    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 && m * n * k >= PARALLEL_MACS {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above bound every index the strides reach.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            parallelism,
-        )
     }
 }
 

@@ -577,15 +577,79 @@ pub(crate) fn gemm<T: WithDType>(
     dst_rs: usize,
     accumulate: bool,
     lhs: &[T],
-    (lhs_rs, lhs_cs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: &[T],
-    (rhs_rs, rhs_cs): (usize, usize),
+    rhs_strides: (usize, usize),
 ) {
-    debug_assert!(dst.len() >= (m - 1) * dst_rs + n);
-    debug_assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
-    debug_assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    // SAFETY: the slices cover every index the strides reach (checked above
-    // in debug builds; the callers size them from the same geometry).
+    gemm_with(
+        gemm::Parallelism::None,
+        (m, n, k),
+        (dst, dst_rs, accumulate),
+        (lhs, lhs_strides),
+        (rhs, rhs_strides),
+    )
+}
+
+/// Multiply-accumulates above which [`gemm_par`] splits a product over the
+/// rayon threads.
+const PARALLEL_MACS: usize = 1 << 20;
+
+/// [`gemm`] split over the rayon threads when the product is large (for
+/// callers that are not themselves inside a parallel loop).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_par<T: WithDType>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[T],
+    lhs_strides: (usize, usize),
+    rhs: &[T],
+    rhs_strides: (usize, usize),
+) {
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 && m * n * k >= PARALLEL_MACS {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    gemm_with(
+        parallelism,
+        (m, n, k),
+        (dst, dst_rs, accumulate),
+        (lhs, lhs_strides),
+        (rhs, rhs_strides),
+    )
+}
+
+type Operand<'a, T> = (&'a [T], (usize, usize));
+
+fn gemm_with<T: WithDType>(
+    parallelism: gemm::Parallelism,
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs, accumulate): (&mut [T], usize, bool),
+    (lhs, (lhs_rs, lhs_cs)): Operand<'_, T>,
+    (rhs, (rhs_rs, rhs_cs)): Operand<'_, T>,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for row in dst.chunks_mut(dst_rs.max(1)).take(m) {
+                row[..n].fill(T::zero());
+            }
+        }
+        return;
+    }
+    // The callers size the slices from the same geometry; checked here so an
+    // error there can never become an out-of-bounds access.
+    assert!(dst.len() > (m - 1) * dst_rs + n - 1);
+    assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // SAFETY: the asserts above bound every index the strides reach.
     unsafe {
         gemm::gemm(
             m,
@@ -606,8 +670,17 @@ pub(crate) fn gemm<T: WithDType>(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         )
+    }
+}
+
+/// Adds per-task partial sums into `total`.
+pub(crate) fn add_partials<T: WithDType>(total: &mut [T], partials: Vec<Vec<T>>) {
+    for p in partials {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
     }
 }
 
@@ -804,11 +877,7 @@ fn grad_weight<T: WithDType>(
         })
         .collect();
     let mut total = vec![T::zero(); oc * (ckk + 1)];
-    for p in partial {
-        for (t, v) in total.iter_mut().zip(p) {
-            *t += v;
-        }
-    }
+    add_partials(&mut total, partial);
     total
 }
 
