@@ -350,36 +350,13 @@ impl CustomOp3 for ConvPoolReluGrad {
         let (cg, pg) = (&self.conv, &self.pool);
         let oc = wl.dims()[0];
         let scale = self.scale.as_deref().map(Vec::as_slice);
-        let s = &*self.saved;
-        let out = match (gs, xs, ws) {
-            (CpuStorage::F32(g), CpuStorage::F32(x), CpuStorage::F32(w)) => {
-                CpuStorage::F32(backward(
-                    contiguous(g, gl)?,
-                    contiguous(x, xl)?,
-                    contiguous(w, wl)?,
-                    s,
-                    cg,
-                    pg,
-                    oc,
-                    scale,
-                    self.need_dx,
-                ))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(x), CpuStorage::F64(w)) => {
-                CpuStorage::F64(backward(
-                    contiguous(g, gl)?,
-                    contiguous(x, xl)?,
-                    contiguous(w, wl)?,
-                    s,
-                    cg,
-                    pg,
-                    oc,
-                    scale,
-                    self.need_dx,
-                ))
-            }
-            _ => candle_core::bail!("ebda-conv-pool-relu-grad: f32 or f64 expected throughout"),
-        };
+        let out = float_dispatch3!(
+            "ebda-conv-pool-relu-grad",
+            (gs, gl),
+            (xs, xl),
+            (ws, wl),
+            |g, x, w| backward(g, x, w, &self.saved, cg, pg, oc, scale, self.need_dx)
+        );
         let dx_len = if self.need_dx {
             cg.b * cg.c * cg.h * cg.w
         } else {

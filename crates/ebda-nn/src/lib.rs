@@ -22,6 +22,47 @@
 //! are used on the CPU, and every layer falls back to candle tensor ops on
 //! other devices.
 
+/// Runs `$body` on three contiguous CPU slices of one float type, as
+/// `f32` or `f64`, and wraps the `Vec` it returns in that type's storage;
+/// other or mixed types are an error naming `$op`.
+macro_rules! float_dispatch3 {
+    ($op:literal, ($a:expr, $al:expr), ($b:expr, $bl:expr), ($c:expr, $cl:expr), |$x:ident, $y:ident, $z:ident| $body:expr) => {
+        match ($a, $b, $c) {
+            (
+                candle_core::CpuStorage::F32($x),
+                candle_core::CpuStorage::F32($y),
+                candle_core::CpuStorage::F32($z),
+            ) => {
+                let ($x, $y, $z) = (
+                    $crate::ops::contiguous($x, $al)?,
+                    $crate::ops::contiguous($y, $bl)?,
+                    $crate::ops::contiguous($z, $cl)?,
+                );
+                candle_core::CpuStorage::F32($body)
+            }
+            (
+                candle_core::CpuStorage::F64($x),
+                candle_core::CpuStorage::F64($y),
+                candle_core::CpuStorage::F64($z),
+            ) => {
+                let ($x, $y, $z) = (
+                    $crate::ops::contiguous($x, $al)?,
+                    $crate::ops::contiguous($y, $bl)?,
+                    $crate::ops::contiguous($z, $cl)?,
+                );
+                candle_core::CpuStorage::F64($body)
+            }
+            (a, b, c) => candle_core::bail!(
+                "{}: f32 or f64 inputs of one type expected, got {:?}, {:?}, {:?}",
+                $op,
+                candle_core::backend::BackendStorage::dtype(a),
+                candle_core::backend::BackendStorage::dtype(b),
+                candle_core::backend::BackendStorage::dtype(c)
+            ),
+        }
+    };
+}
+
 mod dropout;
 mod fused;
 mod init;

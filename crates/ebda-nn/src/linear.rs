@@ -9,7 +9,7 @@
 //! (only when `x` tracks a gradient) `dX = dY·W`. Other devices, and inputs
 //! that are not 2-D, take candle-nn's layer.
 
-use crate::ops::{contiguous, cpu_float, gemm_par};
+use crate::ops::{cpu_float, gemm_par};
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor, WithDType};
 
 /// `y = x·Wᵀ + b` with `W: [out, in]`, `b: [out]`.
@@ -89,29 +89,9 @@ impl CustomOp3 for LinearOp {
                 bl.shape().elem_count()
             )
         }
-        let y = match (xs, ws, bs) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                CpuStorage::F32(forward(
-                    contiguous(x, xl)?,
-                    contiguous(w, wl)?,
-                    contiguous(b, bl)?,
-                    m,
-                    n,
-                    k,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                CpuStorage::F64(forward(
-                    contiguous(x, xl)?,
-                    contiguous(w, wl)?,
-                    contiguous(b, bl)?,
-                    m,
-                    n,
-                    k,
-                ))
-            }
-            _ => candle_core::bail!("linear: input, weight and bias must all be f32 or all f64"),
-        };
+        let y = float_dispatch3!("ebda-linear", (xs, xl), (ws, wl), (bs, bl), |x, w, b| {
+            forward(x, w, b, m, n, k)
+        });
         Ok((y, Shape::from((m, n))))
     }
 
@@ -189,27 +169,13 @@ impl CustomOp3 for LinearGrad {
         let (m, n) = gl.shape().dims2()?;
         let (_, k) = xl.shape().dims2()?;
         let dims = (m, n, k);
-        let out = match (gs, xs, ws) {
-            (CpuStorage::F32(g), CpuStorage::F32(x), CpuStorage::F32(w)) => {
-                CpuStorage::F32(backward(
-                    contiguous(g, gl)?,
-                    contiguous(x, xl)?,
-                    contiguous(w, wl)?,
-                    dims,
-                    self.need_dx,
-                ))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(x), CpuStorage::F64(w)) => {
-                CpuStorage::F64(backward(
-                    contiguous(g, gl)?,
-                    contiguous(x, xl)?,
-                    contiguous(w, wl)?,
-                    dims,
-                    self.need_dx,
-                ))
-            }
-            _ => candle_core::bail!("linear backward: f32 or f64 expected throughout"),
-        };
+        let out = float_dispatch3!(
+            "ebda-linear-grad",
+            (gs, gl),
+            (xs, xl),
+            (ws, wl),
+            |g, x, w| backward(g, x, w, dims, self.need_dx)
+        );
         let len = if self.need_dx { m * k } else { 0 } + n * k + n;
         Ok((out, Shape::from(len)))
     }
