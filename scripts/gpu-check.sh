@@ -3,7 +3,7 @@
 # after scripts/gpu-pack.sh was run on a build machine and target/gpu-bundle
 # carried over:
 #   1. `ebda devices` on CUDA;
-#   2. the device-generic tests (critic, classifier, DANN, features) with
+#   2. the device-generic tests (ops at ties, critic, classifier, DANN, features) with
 #      EBDA_TEST_DEVICE=cuda;
 #   3. short real training runs — MNIST→USPS, DANN and EBDA, 300 iterations —
 #      on CUDA and on the CPU, printing images/s side by side.

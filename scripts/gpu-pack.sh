@@ -18,7 +18,7 @@ CACHE="${EBDA_CUDA_CACHE:-$HOME/.cache/ebda/cuda-13.0}"
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}" CUDA_HOME="$CACHE/cuda" PATH="$CACHE/cuda/bin:$PATH"
 export LIBRARY_PATH="$CACHE/stub:$CACHE/cuda/lib64" RUSTFLAGS="${RUSTFLAGS:-} -L $CACHE/stub -L $CACHE/cuda/lib64"
 tests=$(CARGO_TARGET_DIR=target-cuda cargo test --release --features cuda \
-  -p ebda-critic -p ebda-classifier -p ebda-dann -p ebda-features --tests --no-run --message-format=json 2>/dev/null \
+  -p ebda-nn -p ebda-critic -p ebda-classifier -p ebda-dann -p ebda-features --tests --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import sys, json
 for line in sys.stdin:
     m = json.loads(line)

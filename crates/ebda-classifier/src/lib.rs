@@ -169,7 +169,7 @@ impl Classifier {
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(&x)?;
             if i < last {
-                x = self.dropout.forward_t(&x.relu()?, train)?;
+                x = self.dropout.forward_t(&ebda_nn::relu(&x)?, train)?;
             }
         }
         Ok(x)
@@ -211,13 +211,27 @@ fn check_labels(logits: &Tensor, labels: &Tensor) -> Result<(usize, usize)> {
 /// `logits: [b, k]`, `labels: [b]` (u32) → `[]`
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor, smoothing: f64) -> Result<Tensor> {
     check_labels(logits, labels)?;
-    let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?; // [b, k]
+    let log_p = log_softmax(logits)?; // [b, k]
     let nll = candle_nn::loss::nll(&log_p, labels)?;
     if smoothing == 0.0 {
         return Ok(nll);
     }
     let uniform = log_p.mean(D::Minus1)?.mean_all()?.neg()?;
     Ok(((nll * (1.0 - smoothing))? + (uniform * smoothing)?)?)
+}
+
+/// `log p = z − max(z) − log Σ e^{z − max(z)}` over the last axis. The max
+/// is a constant shift (detached): the result does not depend on it, so no
+/// gradient is routed through it (candle-nn's `log_softmax` differentiates
+/// through a `max` whose backward feeds every tied logit with rounding noise).
+///
+/// # Shapes
+/// `[b, k] -> [b, k]`
+pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
+    let max = logits.detach().max_keepdim(D::Minus1)?; // [b, 1]
+    let shifted = logits.broadcast_sub(&max)?;
+    let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?; // [b, 1]
+    Ok(shifted.broadcast_sub(&log_sum)?)
 }
 
 /// Predicted classes (argmax of the logits).

@@ -37,6 +37,35 @@ fn cross_entropy_matches_hand_values() {
 }
 
 #[test]
+fn cross_entropy_gradient_with_tied_logits_is_softmax_minus_one_hot() {
+    let dev = device();
+    // Logits (1, 1, 1, −1): the maximum is a three-way tie. dCE/dz = (p − e_y)/b
+    // with p = e^z / Σ e^z; nothing depends on which tied logit is "the max".
+    let zs = [1f32, 1., 1., -1.];
+    let z = candle_core::Var::from_slice(&zs, (1, 4), &dev).unwrap();
+    let labels = Tensor::from_slice(&[2u32], 1, &dev).unwrap();
+    let grads = cross_entropy(&z, &labels, 0.0).unwrap().backward().unwrap();
+    let got: Vec<f32> = grads
+        .get(&z)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let sum: f64 = zs.iter().map(|&v| f64::from(v).exp()).sum();
+    for (k, &zk) in zs.iter().enumerate() {
+        let want = f64::from(zk).exp() / sum - if k == 2 { 1.0 } else { 0.0 };
+        assert!(
+            (f64::from(got[k]) - want).abs() < 1e-7,
+            "∂z[{k}]: {} vs {want}",
+            got[k]
+        );
+    }
+    // The tied non-target logits get bit-identical gradients.
+    assert_eq!(got[0], got[1]);
+}
+
+#[test]
 fn accuracy_counts_argmax_hits() {
     let dev = device();
     let logits = Tensor::from_slice(&[1f32, 0., 0., 2., 0., 0., 5., 1., 0.], (3, 3), &dev).unwrap();

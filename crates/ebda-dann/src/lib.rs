@@ -185,7 +185,7 @@ impl DomainDiscriminator {
                 if let Some(bn) = self.norms.get(i) {
                     x = bn.forward_t(&x, train)?;
                 }
-                x = self.dropout.forward_t(&x.relu()?, train)?;
+                x = self.dropout.forward_t(&ebda_nn::relu(&x)?, train)?;
             }
         }
         Ok(x.squeeze(1)?) // [b, 1] -> [b]
@@ -193,7 +193,12 @@ impl DomainDiscriminator {
 }
 
 /// Mean binary cross-entropy on logits `z` against targets `y ∈ {0, 1}`:
-/// `max(z, 0) − z·y + log(1 + e^{−|z|})` (no overflow for large `|z|`).
+/// `max(z, 0) − z·y + log(1 + e^{−|z|})` (no overflow for large `|z|`), with
+/// the exact gradient `∂ℓ/∂z = σ(z) − y` everywhere. Differentiating the
+/// stable formula instead would take sub-gradients of `max` and `|·|` at
+/// `z = 0` and give `1 − y` or `−y` there (PyTorch's `BCEWithLogits` gives
+/// `0.5 − y`); so the value is computed on detached logits and the gradient
+/// enters through `(σ(z) − y)·(z − sg(z))`, which is exactly zero in value.
 ///
 /// # Shapes
 /// `z, y: [b] -> []`
@@ -206,9 +211,12 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         )));
     }
     let targets = targets.to_dtype(logits.dtype())?;
-    let softplus = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
-    let loss = ((logits.relu()? - (logits * targets)?)? + softplus)?;
-    Ok(loss.mean_all()?)
+    let z = logits.detach();
+    let softplus = z.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
+    let value = ((z.relu()? - (&z * &targets)?)? + softplus)?; // [b]
+    let slope = (candle_nn::ops::sigmoid(&z)? - &targets)?; // ∂ℓ/∂z = σ(z) − y
+    let gradient = (slope * (logits - &z)?)?; // 0 in value, ∂/∂z = σ(z) − y
+    Ok((value + gradient)?.mean_all()?)
 }
 
 /// DANN's domain loss: BCE over the source logits (label 1) and the target

@@ -81,6 +81,27 @@ fn bce_is_stable_and_matches_hand_values() {
 }
 
 #[test]
+fn bce_gradient_is_sigmoid_minus_target_everywhere_including_zero() {
+    let dev = device();
+    // dℓ/dz = (σ(z) − y)/n; at z = 0 that is (0.5 − y)/n, where the stable
+    // formula's sub-gradients of max(z, 0) and |z| would give (1 − y)/n.
+    let zs = [0f32, 0., 2., -3., 1000.];
+    let ys = [0f32, 1., 1., 0., 0.];
+    let z = candle_core::Var::from_slice(&zs, 5, &dev).unwrap();
+    let y = Tensor::from_slice(&ys, 5, &dev).unwrap();
+    let grads = bce_with_logits(&z, &y).unwrap().backward().unwrap();
+    let got = to_vec(grads.get(&z).unwrap());
+    for (i, (&zi, &yi)) in zs.iter().zip(&ys).enumerate() {
+        let want = (1.0 / (1.0 + (-f64::from(zi)).exp()) - f64::from(yi)) / 5.0;
+        assert!(
+            (f64::from(got[i]) - want).abs() < 1e-7,
+            "z = {zi}, y = {yi}: {} vs {want}",
+            got[i]
+        );
+    }
+}
+
+#[test]
 fn domain_loss_and_accuracy_use_source_one_target_zero() {
     let dev = device();
     let d_s = Tensor::from_slice(&[2f32, -1.], 2, &dev).unwrap();

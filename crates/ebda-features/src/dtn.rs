@@ -74,11 +74,11 @@ impl FeatureExtractor for Dtn {
             // [b, c, s, s] -> [b, c', s/2, s/2]
             x = block.conv.forward(&x)?;
             x = block.bn.forward_t(&x, train)?;
-            x = block.dropout.forward_t(&x, train)?.relu()?;
+            x = ebda_nn::relu(&block.dropout.forward_t(&x, train)?)?;
         }
         let x = x.flatten_from(1)?; // [b, 256, 4, 4] -> [b, 4096]
         let x = self.fc.forward(&x)?; // [b, 512]
-        let x = self.bn_fc.forward_t(&x, train)?.relu()?;
+        let x = ebda_nn::relu(&self.bn_fc.forward_t(&x, train)?)?;
         Ok(self.dropout.forward_t(&x, train)?)
     }
 

@@ -63,7 +63,7 @@ impl FeatureExtractor for LeNet {
         let mask = self.spatial.channel_mask(x.dim(0)?, 50, train); // Dropout2d on conv2's output
         let x = ebda_nn::conv_pool_relu(&x, &self.conv2, &self.pool, mask.as_deref())?; // [b, 50, 4, 4]
         let x = x.flatten_from(1)?; // [b, 50, 4, 4] -> [b, 800]
-        let x = self.fc.forward(&x)?.relu()?; // [b, 500]
+        let x = ebda_nn::relu(&self.fc.forward(&x)?)?; // [b, 500]
         Ok(self.dropout.forward_t(&x, train)?)
     }
 

@@ -238,7 +238,7 @@ impl FeatureExtractor for WithBottleneck {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let f = self.backbone.forward_t(x, train)?; // [b, D_backbone]
         let z = self.fc.forward(&f)?; // [b, dim]
-        Ok(self.bn.forward_t(&z, train)?.relu()?)
+        Ok(ebda_nn::relu(&self.bn.forward_t(&z, train)?)?)
     }
 
     fn out_dim(&self) -> usize {

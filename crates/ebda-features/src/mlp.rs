@@ -52,7 +52,9 @@ impl FeatureExtractor for Mlp {
         }
         let mut x = x.clone();
         for layer in &self.layers {
-            x = self.dropout.forward_t(&layer.forward(&x)?.relu()?, train)?; // [b, h_i]
+            x = self
+                .dropout
+                .forward_t(&ebda_nn::relu(&layer.forward(&x)?)?, train)?; // [b, h_i]
         }
         Ok(x)
     }

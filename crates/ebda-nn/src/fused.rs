@@ -433,7 +433,7 @@ pub fn conv_pool_relu(
         }
         None => y,
     };
-    pool.forward(&y)?.relu()
+    crate::relu(&pool.forward(&y)?)
 }
 
 #[cfg(test)]
@@ -458,7 +458,7 @@ mod tests {
     }
 
     /// The fused op against the separate ops (our conv, a broadcast mask,
-    /// our max-pool, candle's ReLU): values, and the gradients of x, W, b
+    /// our max-pool, our ReLU): values, and the gradients of x, W, b
     /// for L = Σ g ⊙ out with random g.
     fn check(case: &Case, dtype: DType, seed: u64) {
         let dev = Device::Cpu;
@@ -507,7 +507,7 @@ mod tests {
                 .unwrap(),
             None => y,
         };
-        let reference = case.pool.forward(&y).unwrap().relu().unwrap();
+        let reference = crate::relu(&case.pool.forward(&y).unwrap()).unwrap();
         assert_eq!(fused.dims(), reference.dims());
         // One GEMM per task instead of one per image: sums may round differently.
         let tol = if dtype == DType::F64 { 1e-12 } else { 2e-6 };

@@ -12,8 +12,12 @@
 //! - [`trainable_vars`]: a `VarMap`'s parameters in a fixed order, without
 //!   batch-norm running statistics.
 //! - [`max_pool2d`]: max pooling for any kernel, stride and padding whose
-//!   backward routes the whole upstream gradient to each window's maximum
-//!   (candle 0.11.1's own backward scales it by 1/kernel-area).
+//!   backward routes the whole upstream gradient to each window's first
+//!   maximum, ties included, on every device (candle 0.11.1's own backward
+//!   scales it by 1/kernel-area, and a `max` reduction's backward feeds
+//!   every tied element).
+//! - [`relu`]: ReLU whose gradient is 0 at exactly 0, as PyTorch's (candle's
+//!   passes it).
 //! - [`conv_pool_relu`]: convolution, channel dropout, max pooling and ReLU
 //!   as one op on the CPU (LeNet's block), equal to the separate ops up to
 //!   float rounding.
@@ -63,6 +67,7 @@ macro_rules! float_dispatch3 {
     };
 }
 
+mod act;
 mod dropout;
 mod fused;
 mod init;
@@ -73,12 +78,13 @@ mod pool;
 mod rng;
 mod vars;
 
+pub use act::{relu, relu_generic};
 pub use dropout::{Dropout, Dropout2d};
 pub use fused::conv_pool_relu;
 pub use init::{SeededInit, seeded_var_builder};
 pub use layers::{Conv2d, batch_norm, conv2d, linear};
 pub use linear::Linear;
-pub use pool::{Pool2d, max_pool2d};
+pub use pool::{Pool2d, max_pool2d, max_pool2d_generic};
 pub use rng::{Rng, RngState};
 pub use vars::{is_buffer, named_vars, parameter_count, trainable_vars};
 
