@@ -98,13 +98,17 @@ pub fn run(args: &DemoArgs, device: &candle_core::Device) -> Result<()> {
             ..RunOptions::default()
         };
         let summary = ebda_train::train(&cfg, &data, device, &dir, &opts)?;
+        crate::train_cmd::draw_plots(&dir);
+        let acc = summary
+            .complete()
+            .map_or(f64::NAN, |c| c.headline.target_acc);
         println!(
             "  {:<12} target accuracy {:6.2}%   ({})",
             method.name(),
-            summary.target_accuracy * 100.0,
+            acc * 100.0,
             dir.display()
         );
-        results.push((method, summary.target_accuracy));
+        results.push((method, acc));
     }
     let (so, eb) = (results[0].1, results[1].1);
     println!(

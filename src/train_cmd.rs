@@ -77,11 +77,31 @@ pub fn train(
         progress: !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop_after: args.stop_after,
         command: std::env::args().collect(),
-        no_plots: args.no_plots,
     };
     let summary = ebda_train::train(cfg, &data, device, run_dir, &opts)?;
-    println!("{}", serde_json::to_string_pretty(&summary.json)?);
+    if !args.no_plots && summary.complete().is_some() {
+        draw_plots(run_dir);
+    }
+    println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
+}
+
+/// Draws a finished run's figures into its `plots/`. A figure that cannot be
+/// drawn must not cost the run: it is logged, and `ebda report --plots` can
+/// draw it again from the run directory.
+pub fn draw_plots(run_dir: &Path) {
+    let order: Vec<String> = ebda_train::methods::NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    match ebda_report::run_plots(run_dir, &order) {
+        Ok(files) => tracing::info!(
+            "{} figure files in {}",
+            files.len(),
+            run_dir.join("plots").display()
+        ),
+        Err(e) => tracing::warn!("plots for {} not drawn: {e}", run_dir.display()),
+    }
 }
 
 #[derive(Args, Debug)]

@@ -17,9 +17,9 @@
 
 pub mod plots;
 
-pub use plots::{EnergySnapshot, read_curves, read_energies, report_plots, run_plots};
+pub use ebda_records::{EnergySnapshot, MetricsLine, read_energies};
+pub use plots::{report_plots, run_plots};
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,8 @@ pub enum Error {
     Format { path: PathBuf, reason: String },
     #[error("no run directories (with config.json) under {0}")]
     NoRuns(String),
+    #[error(transparent)]
+    Record(#[from] ebda_records::Error),
 }
 
 /// Result alias of this crate.
@@ -71,74 +73,33 @@ pub struct Run {
     pub train_images_per_s: Option<f64>,
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| Error::Format {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
-/// Reads one run directory.
+/// Reads one run directory (its config head, metrics and summary).
 pub fn read_run(dir: &Path) -> Result<Run> {
-    let config = read_json(&dir.join("config.json"))?;
-    let field = |key: &str| {
-        config.get(key).cloned().ok_or_else(|| Error::Format {
-            path: dir.join("config.json"),
-            reason: format!("no {key:?}"),
-        })
-    };
-    let task = field("task")?.as_str().unwrap_or_default().to_string();
-    let method = field("method")?.as_str().unwrap_or_default().to_string();
-    let seed = field("seed")?.as_u64().unwrap_or(0);
-    let planned = config["train"]["iterations"].as_u64().unwrap_or(0);
+    let head = ebda_records::read_head(dir)?;
+    let planned = head.train.iterations;
     let metrics_path = dir.join("metrics.jsonl");
-    let mut metrics = Vec::new();
-    if metrics_path.is_file() {
-        let text = std::fs::read_to_string(&metrics_path).map_err(|source| Error::Io {
-            path: metrics_path.clone(),
-            source,
-        })?;
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let v: Value = serde_json::from_str(line).map_err(|e| Error::Format {
-                path: metrics_path.clone(),
-                reason: format!("line {}: {e}", i + 1),
-            })?;
-            metrics.push(v);
-        }
-    }
-    let done = metrics
-        .last()
-        .and_then(|m| m["iteration"].as_u64())
-        .unwrap_or(0);
-    let accs: Vec<f64> = metrics
-        .iter()
-        .filter_map(|m| m["target_acc"].as_f64())
-        .collect();
-    let summary_path = dir.join("summary.json");
-    let summary = if summary_path.is_file() {
-        Some(read_json(&summary_path)?)
+    let metrics = if metrics_path.is_file() {
+        ebda_records::read_metrics(&metrics_path)?
     } else {
-        None
+        Vec::new()
     };
-    let status = match summary.as_ref().and_then(|s| s["status"].as_str()) {
-        Some("complete") if done == planned && planned > 0 => Status::Complete,
-        Some("diverged") => Status::Diverged,
+    let done = metrics.last().map_or(0, |m| m.iteration);
+    let accs: Vec<f64> = metrics.iter().map(|m| m.target_acc).collect();
+    let summary = ebda_records::read_summary(dir)?;
+    let status = match &summary {
+        Some(ebda_records::Summary::Complete(_)) if done == planned && planned > 0 => {
+            Status::Complete
+        }
+        Some(ebda_records::Summary::Diverged { .. }) => Status::Diverged,
         _ => Status::Incomplete,
     };
     let complete = status == Status::Complete;
+    let finished = summary.as_ref().and_then(|s| s.complete());
     Ok(Run {
         dir: dir.to_path_buf(),
-        task,
-        method,
-        seed,
+        task: head.task,
+        method: head.method.0,
+        seed: head.seed,
         last_target_acc: if complete { accs.last().copied() } else { None },
         oracle_target_acc: if complete {
             accs.iter().copied().reduce(f64::max)
@@ -148,10 +109,8 @@ pub fn read_run(dir: &Path) -> Result<Run> {
         status,
         iterations_done: done,
         iterations_planned: planned,
-        wall_seconds: summary.as_ref().and_then(|s| s["wall_seconds"].as_f64()),
-        train_images_per_s: summary
-            .as_ref()
-            .and_then(|s| s["train_images_per_s"].as_f64()),
+        wall_seconds: finished.map(|c| c.wall_seconds),
+        train_images_per_s: finished.map(|c| c.train_images_per_s),
     })
 }
 
@@ -236,13 +195,16 @@ pub struct Table {
     pub flagged: Vec<Run>,
 }
 
-/// The order methods appear in: baselines first.
-pub(crate) fn method_rank(m: &str) -> (usize, String) {
-    let rank = ["source-only", "dann", "ebda"]
-        .iter()
-        .position(|x| *x == m)
-        .unwrap_or(3);
-    (rank, m.to_string())
+/// Method order of a report: the methods named in `order` first, in that
+/// order, then the others alphabetically.
+pub fn method_order(methods: &mut Vec<String>, order: &[String]) {
+    methods.sort_by_key(|m| {
+        (
+            order.iter().position(|o| o == m).unwrap_or(order.len()),
+            m.clone(),
+        )
+    });
+    methods.dedup();
 }
 
 /// The column a run belongs to: its task, qualified by its iteration count
@@ -261,8 +223,9 @@ pub(crate) fn column(run: &Run, runs: &[Run]) -> String {
     }
 }
 
-/// Groups runs by (task, method) and aggregates over seeds.
-pub fn aggregate(runs: &[Run]) -> Table {
+/// Groups runs by (task, method) and aggregates over seeds; methods are
+/// listed in `order` first (see [`method_order`]).
+pub fn aggregate(runs: &[Run], order: &[String]) -> Table {
     let mut groups: BTreeMap<(String, String), Vec<&Run>> = BTreeMap::new();
     for r in runs {
         groups
@@ -274,8 +237,7 @@ pub fn aggregate(runs: &[Run]) -> Table {
     tasks.sort();
     tasks.dedup();
     let mut methods: Vec<String> = runs.iter().map(|r| r.method.clone()).collect();
-    methods.sort_by_key(|m| method_rank(m));
-    methods.dedup();
+    method_order(&mut methods, order);
     let cells = groups
         .into_iter()
         .map(|((task, method), rs)| {
@@ -442,7 +404,7 @@ impl Table {
     }
 
     /// JSON: cells and flagged runs.
-    pub fn json(&self) -> Value {
+    pub fn json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("plain data serializes")
     }
 }

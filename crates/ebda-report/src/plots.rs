@@ -16,128 +16,24 @@
 //! every machine and need no system fonts.
 
 use crate::{Error, Result, Run, Status, column, mean_std};
+use ebda_records::{EnergySnapshot, MetricsLine, read_energies, read_metrics};
 use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-/// Per-sample critic energies on the test sets at one evaluation; stored as
-/// `energies/iter-XXXXXXXX.json` in a run directory.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EnergySnapshot {
-    pub iteration: u64,
-    pub source: Vec<f32>,
-    pub target: Vec<f32>,
+/// A scalar of a metrics line, if the line has it.
+type Field = Box<dyn Fn(&MetricsLine) -> Option<f64>>;
+
+fn field(f: fn(&MetricsLine) -> Option<f64>) -> Field {
+    Box::new(f)
 }
 
-impl EnergySnapshot {
-    /// The file name a snapshot of `iteration` is stored under.
-    pub fn file_name(iteration: u64) -> String {
-        format!("iter-{iteration:08}.json")
-    }
-}
-
-/// Reads a run's energy snapshots (`energies/*.json`), sorted by iteration;
-/// none if the run has no `energies/`.
-pub fn read_energies(run_dir: &Path) -> Result<Vec<EnergySnapshot>> {
-    let dir = run_dir.join("energies");
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let snap: EnergySnapshot = serde_json::from_slice(&bytes).map_err(|e| Error::Format {
-            path: path.clone(),
-            reason: format!("not an energy snapshot: {e}"),
-        })?;
-        out.push(snap);
-    }
-    out.sort_by_key(|s| s.iteration);
-    Ok(out)
-}
-
-/// Scalar curves of one run: every numeric field of `metrics.jsonl`, nested
-/// objects flattened as `train.ce`; NaN where a line lacks the field.
-#[derive(Clone, Debug, Default)]
-pub struct Curves {
-    pub iterations: Vec<u64>,
-    pub values: BTreeMap<String, Vec<f64>>,
-}
-
-impl Curves {
-    /// The values of `key`, if any line has it.
-    pub fn get(&self, key: &str) -> Option<&[f64]> {
-        self.values.get(key).map(Vec::as_slice)
-    }
-}
-
-/// Reads the curves of a run directory.
-pub fn read_curves(run_dir: &Path) -> Result<Curves> {
-    let path = run_dir.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let mut curves = Curves::default();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line).map_err(|e| Error::Format {
-            path: path.clone(),
-            reason: format!("line {}: {e}", i + 1),
-        })?;
-        let it = v["iteration"].as_u64().ok_or_else(|| Error::Format {
-            path: path.clone(),
-            reason: format!("line {}: no integer \"iteration\"", i + 1),
-        })?;
-        let row = curves.iterations.len();
-        curves.iterations.push(it);
-        let mut fields = Vec::new();
-        flatten("", &v, &mut fields);
-        for (key, x) in fields {
-            let col = curves.values.entry(key).or_default();
-            col.resize(row, f64::NAN);
-            col.push(x);
-        }
-        for col in curves.values.values_mut() {
-            col.resize(row + 1, f64::NAN);
-        }
-    }
-    Ok(curves)
-}
-
-fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, f64)>) {
-    if let Value::Object(map) = v {
-        for (k, x) in map {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            match x {
-                Value::Number(n) => out.push((key, n.as_f64().unwrap_or(f64::NAN))),
-                Value::Object(_) => flatten(&key, x, out),
-                _ => {}
-            }
-        }
-    }
+/// A step statistic of the line's `train` map (names are the method's own).
+fn train_field(name: String) -> Field {
+    Box::new(move |l| l.train.get(&name).copied())
 }
 
 /// One line of a panel: mean over runs, with a band when several.
@@ -182,23 +78,24 @@ const SERIES_COLORS: [RGBColor; 6] = [
     RGBColor(0x8c, 0x56, 0x4b),
 ];
 
-/// Fixed colours for the methods users compare, so figures agree.
-fn method_color(method: &str, index: usize) -> RGBColor {
-    match method {
-        "source-only" => RGBColor(0x55, 0x55, 0x55),
-        "dann" => SERIES_COLORS[0],
-        "ebda" => SERIES_COLORS[1],
-        _ => SERIES_COLORS[(2 + index) % SERIES_COLORS.len()],
+/// The colour of the `index`-th method in a report's method order (the
+/// first, usually the baseline, in grey), so one order gives one colouring.
+fn method_color(index: usize) -> RGBColor {
+    match index {
+        0 => RGBColor(0x55, 0x55, 0x55),
+        i => SERIES_COLORS[(i - 1) % SERIES_COLORS.len()],
     }
 }
 
 const SOURCE_COLOR: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 const TARGET_COLOR: RGBColor = RGBColor(0xd6, 0x27, 0x28);
 
-/// Runs of one method within a task column, with their curves.
+/// Runs of one method within a task column, with their metrics lines.
 struct Group {
     method: String,
-    curves: Vec<Curves>,
+    /// Position of the method in the report's method order (its colour).
+    index: usize,
+    curves: Vec<Vec<MetricsLine>>,
 }
 
 impl Group {
@@ -211,19 +108,19 @@ impl Group {
     }
 
     /// Mean and std over runs of `key` at each iteration every run reached.
-    fn stat(&self, key: &str, scale: f64) -> Vec<(f64, f64, f64)> {
+    fn stat(&self, key: &Field, scale: f64) -> Vec<(f64, f64, f64)> {
         let Some(first) = self.curves.first() else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for &it in &first.iterations {
+        for it in first.iter().map(|l| l.iteration) {
             let mut vals = Vec::new();
             for c in &self.curves {
-                let Some(r) = c.iterations.iter().position(|&x| x == it) else {
+                let Some(line) = c.iter().find(|l| l.iteration == it) else {
                     vals.clear();
                     break;
                 };
-                match c.get(key).map(|v| v[r]) {
+                match key(line) {
                     Some(x) if x.is_finite() => vals.push(x * scale),
                     _ => {
                         vals.clear();
@@ -239,13 +136,12 @@ impl Group {
     }
 }
 
-fn lines_for(groups: &[Group], key: &str, scale: f64, dashed: bool, suffix: &str) -> Vec<Line> {
+fn lines_for(groups: &[Group], key: &Field, scale: f64, dashed: bool, suffix: &str) -> Vec<Line> {
     groups
         .iter()
-        .enumerate()
-        .map(|(i, g)| Line {
+        .map(|g| Line {
             label: format!("{}{suffix}", g.label()),
-            color: method_color(&g.method, i),
+            color: method_color(g.index),
             dashed,
             points: g.stat(key, scale),
         })
@@ -260,12 +156,12 @@ fn figures(name: &str, groups: &[Group], legend_always: bool) -> Vec<(String, Fi
         Panel::Lines {
             title: "target test accuracy".into(),
             y_desc: "accuracy (%)".into(),
-            lines: lines_for(groups, "target_acc", 100.0, false, ""),
+            lines: lines_for(groups, &field(|l| Some(l.target_acc)), 100.0, false, ""),
         },
         Panel::Lines {
             title: "source test accuracy".into(),
             y_desc: "accuracy (%)".into(),
-            lines: lines_for(groups, "source_acc", 100.0, false, ""),
+            lines: lines_for(groups, &field(|l| l.source_acc), 100.0, false, ""),
         },
     ];
     out.push((
@@ -280,9 +176,8 @@ fn figures(name: &str, groups: &[Group], legend_always: bool) -> Vec<(String, Fi
 
     let mut train_keys: Vec<String> = groups
         .iter()
-        .flat_map(|g| g.curves.iter())
-        .flat_map(|c| c.values.keys())
-        .filter(|k| k.starts_with("train."))
+        .flat_map(|g| g.curves.iter().flatten())
+        .flat_map(|l| l.train.keys())
         .cloned()
         .collect();
     train_keys.sort();
@@ -290,9 +185,9 @@ fn figures(name: &str, groups: &[Group], legend_always: bool) -> Vec<(String, Fi
     let losses: Vec<Panel> = train_keys
         .iter()
         .map(|k| Panel::Lines {
-            title: k.trim_start_matches("train.").replace('_', " "),
+            title: k.replace('_', " "),
             y_desc: String::new(),
-            lines: lines_for(groups, k, 1.0, false, ""),
+            lines: lines_for(groups, &train_field(k.clone()), 1.0, false, ""),
         })
         .filter(|p| matches!(p, Panel::Lines { lines, .. } if !lines.is_empty()))
         .collect();
@@ -308,11 +203,26 @@ fn figures(name: &str, groups: &[Group], legend_always: bool) -> Vec<(String, Fi
         ));
     }
 
-    let gap = lines_for(groups, "energy_gap", 1.0, false, "");
+    let critic = |f: fn(&ebda_records::CriticEval) -> Option<f64>| -> Field {
+        Box::new(move |l| l.critic.as_ref().and_then(f))
+    };
+    let gap = lines_for(groups, &critic(|c| c.energy_gap), 1.0, false, "");
     if !gap.is_empty() {
-        let mut means = lines_for(groups, "target_energy", 1.0, false, " target");
-        means.extend(lines_for(groups, "source_energy", 1.0, true, " source"));
-        let margin = lines_for(groups, "margin", 1.0, true, " margin m");
+        let mut means = lines_for(
+            groups,
+            &critic(|c| Some(c.target_energy)),
+            1.0,
+            false,
+            " target",
+        );
+        means.extend(lines_for(
+            groups,
+            &critic(|c| c.source_energy),
+            1.0,
+            true,
+            " source",
+        ));
+        let margin = lines_for(groups, &critic(|c| Some(c.margin)), 1.0, true, " margin m");
         let mut gap_lines = gap;
         gap_lines.extend(margin.into_iter().map(|mut l| {
             l.color = RGBColor(0x99, 0x99, 0x99);
@@ -340,7 +250,7 @@ fn figures(name: &str, groups: &[Group], legend_always: bool) -> Vec<(String, Fi
         ));
     }
 
-    let pad = lines_for(groups, "proxy_a_distance", 1.0, false, "");
+    let pad = lines_for(groups, &field(|l| l.proxy_a_distance), 1.0, false, "");
     if !pad.is_empty() {
         out.push((
             "proxy-a-distance".to_string(),
@@ -711,14 +621,26 @@ fn file_stem(name: &str) -> String {
     s.trim_matches('-').to_string()
 }
 
-/// Writes the figures of one run into `run_dir/plots/`; returns the files.
-pub fn run_plots(run_dir: &Path) -> Result<Vec<PathBuf>> {
+/// The colour index of `method`: its place in `order`, else after it in the
+/// alphabetical order of the `others`; so a method keeps its colour in every
+/// figure made with one order, whichever methods a figure shows.
+fn method_rank(method: &str, order: &[String], others: &[String]) -> usize {
+    order.iter().position(|m| m == method).unwrap_or_else(|| {
+        let extra = others.iter().filter(|m| !order.contains(m));
+        order.len() + extra.take_while(|m| *m != method).count()
+    })
+}
+
+/// Writes the figures of one run into `run_dir/plots/`, its method coloured
+/// by its place in `order` (see [`report_plots`]); returns the files.
+pub fn run_plots(run_dir: &Path, order: &[String]) -> Result<Vec<PathBuf>> {
     let run = crate::read_run(run_dir)?;
-    let curves = read_curves(run_dir)?;
+    let curves = read_metrics(&run_dir.join("metrics.jsonl"))?;
     let out = run_dir.join("plots");
     create_dir(&out)?;
     let name = format!("{} {} seed {}", run.task, run.method, run.seed);
     let groups = [Group {
+        index: method_rank(&run.method, order, std::slice::from_ref(&run.method)),
         method: run.method.clone(),
         curves: vec![curves],
     }];
@@ -734,28 +656,33 @@ pub fn run_plots(run_dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Writes figures across `runs` into `out`: per task column, the curves of
 /// every method (complete runs only, mean ± std over seeds), and an energy
-/// histogram figure per run that has snapshots. Returns the files.
-pub fn report_plots(runs: &[Run], out: &Path) -> Result<Vec<PathBuf>> {
+/// histogram figure per run that has snapshots; methods in `order` first
+/// (see [`crate::method_order`]), which also fixes their colours. Returns the
+/// files.
+pub fn report_plots(runs: &[Run], out: &Path, order: &[String]) -> Result<Vec<PathBuf>> {
     create_dir(out)?;
+    let mut methods: Vec<String> = runs.iter().map(|r| r.method.clone()).collect();
+    crate::method_order(&mut methods, order);
     let mut by_task: BTreeMap<String, BTreeMap<(usize, String), Vec<&Run>>> = BTreeMap::new();
     for r in runs.iter().filter(|r| r.status == Status::Complete) {
         by_task
             .entry(column(r, runs))
             .or_default()
-            .entry(crate::method_rank(&r.method))
+            .entry((method_rank(&r.method, order, &methods), r.method.clone()))
             .or_default()
             .push(r);
     }
     let mut files = Vec::new();
     for (task, methods) in &by_task {
         let mut groups = Vec::new();
-        for ((_, method), rs) in methods {
+        for ((index, method), rs) in methods {
             let curves = rs
                 .iter()
-                .map(|r| read_curves(&r.dir))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|r| read_metrics(&r.dir.join("metrics.jsonl")))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             groups.push(Group {
                 method: method.clone(),
+                index: *index,
                 curves,
             });
             for r in rs {
@@ -790,21 +717,24 @@ mod tests {
 
     #[test]
     fn band_statistics_over_runs() {
-        let mk = |vals: &[f64]| {
-            let mut c = Curves {
-                iterations: vec![10, 20],
-                ..Curves::default()
-            };
-            c.values.insert("target_acc".into(), vals.to_vec());
-            c
+        let mk = |vals: &[f64]| -> Vec<MetricsLine> {
+            vals.iter()
+                .zip([10, 20])
+                .map(|(&target_acc, iteration)| MetricsLine {
+                    iteration,
+                    target_acc,
+                    ..MetricsLine::default()
+                })
+                .collect()
         };
         let g = Group {
             method: "ebda".into(),
+            index: 1,
             curves: vec![mk(&[0.5, 0.7]), mk(&[0.7, f64::NAN])],
         };
         // Iteration 20 is missing in one run: it is left out, not averaged
         // over the runs that have it.
-        let s = g.stat("target_acc", 100.0);
+        let s = g.stat(&field(|l| Some(l.target_acc)), 100.0);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].0, 10.0);
         assert!((s[0].1 - 60.0).abs() < 1e-9);

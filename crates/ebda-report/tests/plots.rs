@@ -4,8 +4,9 @@
 mod common;
 
 use common::png::{check_png, check_svg, count_near};
-use ebda_report::{EnergySnapshot, find_runs, read_curves, read_energies, report_plots, run_plots};
-use serde_json::json;
+use common::records::{complete, write_run_dir};
+use ebda_records::{CriticEval, MetricsLine, read_metrics};
+use ebda_report::{EnergySnapshot, find_runs, read_energies, report_plots, run_plots};
 use std::path::{Path, PathBuf};
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -13,6 +14,14 @@ fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Baselines first, as `ebda report` orders methods by default.
+fn order() -> Vec<String> {
+    ["source-only", "dann", "ebda"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 const EBDA_RED: [u8; 3] = [0xd6, 0x27, 0x28];
@@ -23,37 +32,37 @@ const EBDA_BAND: [u8; 3] = [248, 216, 216];
 /// A complete run with curves that rise with the iteration and differ by seed.
 fn write_run(root: &Path, method: &str, seed: u64, energies: bool) -> PathBuf {
     let dir = root.join(format!("M2U-{method}-seed{seed}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = json!({"task": "M2U", "method": method, "seed": seed, "train": {"iterations": 1000}});
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     let mut lines = Vec::new();
     for k in 1..=10u64 {
         let p = k as f64 / 10.0;
         let s = seed as f64;
         // Methods apart, so no line hides another.
         let m = if method == "dann" { -0.15 } else { 0.0 };
-        let mut line = json!({
-            "iteration": k * 100,
-            "target_acc": 0.6 + 0.3 * p + 0.02 * s + m,
-            "source_acc": 0.9 + 0.05 * p + m / 5.0,
-            "proxy_a_distance": 1.9 - 0.5 * p - 0.05 * s,
-            "train": {"ce": 1.0 - 0.8 * p, "loss": 1.2 - 0.7 * p},
-        });
+        let mut line = MetricsLine {
+            iteration: k * 100,
+            target_acc: 0.6 + 0.3 * p + 0.02 * s + m,
+            source_acc: Some(0.9 + 0.05 * p + m / 5.0),
+            proxy_a_distance: Some(1.9 - 0.5 * p - 0.05 * s),
+            train: [
+                ("ce".to_string(), 1.0 - 0.8 * p),
+                ("loss".to_string(), 1.2 - 0.7 * p),
+            ]
+            .into(),
+            ..MetricsLine::default()
+        };
         if method == "ebda" {
-            line["energy_gap"] = json!(0.5 - 0.3 * p + 0.02 * s);
-            line["source_energy"] = json!(0.3);
-            line["target_energy"] = json!(0.8 - 0.3 * p + 0.02 * s);
-            line["margin"] = json!(1.0);
-            line["train"]["critic_loss"] = json!(0.8 + 0.1 * p);
+            line.critic = Some(CriticEval {
+                margin: 1.0,
+                target_energy: 0.8 - 0.3 * p + 0.02 * s,
+                source_energy: Some(0.3),
+                energy_gap: Some(0.5 - 0.3 * p + 0.02 * s),
+            });
+            line.train.insert("critic_loss".into(), 0.8 + 0.1 * p);
         }
-        lines.push(line.to_string());
+        lines.push(line);
     }
-    std::fs::write(dir.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
-    std::fs::write(
-        dir.join("summary.json"),
-        json!({"status": "complete"}).to_string(),
-    )
-    .unwrap();
+    let summary = complete("M2U", method, seed, 1000, lines.last().unwrap());
+    write_run_dir(&dir, ("M2U", method, seed, 1000), &lines, Some(&summary));
     if energies {
         std::fs::create_dir_all(dir.join("energies")).unwrap();
         for (it, shift) in [(100u64, 0.6f32), (1000, 0.1)] {
@@ -83,7 +92,7 @@ fn write_run(root: &Path, method: &str, seed: u64, energies: bool) -> PathBuf {
 fn one_run_gets_every_figure_as_png_and_svg() {
     let root = temp_dir("run");
     let run = write_run(&root, "ebda", 0, true);
-    let files = run_plots(&run).unwrap();
+    let files = run_plots(&run, &order()).unwrap();
     let plots = run.join("plots");
     for stem in [
         "accuracy",
@@ -137,7 +146,12 @@ fn report_plots_average_seeds_with_a_band_per_method() {
     }
     let runs = find_runs(std::slice::from_ref(&root)).unwrap();
     let out = root.join("figures");
-    let files = report_plots(&runs, &out).unwrap();
+    let files = report_plots(
+        &runs,
+        &out,
+        &["source-only".into(), "dann".into(), "ebda".into()],
+    )
+    .unwrap();
     let names: Vec<String> = files
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
@@ -168,9 +182,9 @@ fn report_plots_average_seeds_with_a_band_per_method() {
 fn curves_and_bad_snapshots() {
     let root = temp_dir("bad");
     let run = write_run(&root, "ebda", 1, true);
-    let c = read_curves(&run).unwrap();
-    assert_eq!(c.iterations.len(), 10);
-    assert!((c.get("train.ce").unwrap()[9] - 0.2).abs() < 1e-12);
+    let c = read_metrics(&run.join("metrics.jsonl")).unwrap();
+    assert_eq!(c.len(), 10);
+    assert!((c[9].train["ce"] - 0.2).abs() < 1e-12);
     assert_eq!(read_energies(&run).unwrap().len(), 2);
     let bad = run.join("energies/iter-00000500.json");
     std::fs::write(&bad, "{\"iteration\": 500}").unwrap();
@@ -180,7 +194,9 @@ fn curves_and_bad_snapshots() {
         "{e}"
     );
     std::fs::write(run.join("metrics.jsonl"), "{\"target_acc\": 0.5}\n").unwrap();
-    let e = read_curves(&run).unwrap_err().to_string();
+    let e = read_metrics(&run.join("metrics.jsonl"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("metrics.jsonl") && e.contains("line 1"), "{e}");
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -1,8 +1,19 @@
 //! Aggregation on run directories written with known metrics.
 
+mod common;
+
+use common::records::{complete as complete_summary, line, write_run_dir};
+use ebda_records::Summary;
 use ebda_report::{Status, aggregate, find_runs, mean_std};
-use serde_json::json;
 use std::path::{Path, PathBuf};
+
+/// Baselines first, as `ebda report` orders them by default.
+fn order() -> Vec<String> {
+    ["source-only", "dann", "ebda"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
 
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ebda-report-{tag}-{}", std::process::id()));
@@ -23,31 +34,27 @@ fn write_run_for(
     planned: u64,
 ) {
     let dir = root.join(format!("{task}-{method}-seed{seed}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg =
-        json!({"task": task, "method": method, "seed": seed, "train": {"iterations": planned}});
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     let n = accs.len() as u64;
-    let lines: Vec<String> = accs
+    let lines: Vec<_> = accs
         .iter()
         .enumerate()
-        .map(|(i, a)| {
+        .map(|(i, &a)| {
             let it = if complete {
                 planned * (i as u64 + 1) / n
             } else {
                 100 * (i as u64 + 1)
             };
-            json!({"iteration": it, "target_acc": a}).to_string()
+            line(it, a)
         })
         .collect();
-    std::fs::write(dir.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
-    if complete {
-        std::fs::write(
-            dir.join("summary.json"),
-            json!({"status": "complete", "wall_seconds": 10.0}).to_string(),
-        )
-        .unwrap();
-    }
+    let summary =
+        complete.then(|| complete_summary(task, method, seed, planned, lines.last().unwrap()));
+    write_run_dir(
+        &dir,
+        (task, method, seed, planned),
+        &lines,
+        summary.as_ref(),
+    );
 }
 
 fn write_run(root: &Path, task: &str, method: &str, seed: u64, accs: &[f64], complete: bool) {
@@ -77,7 +84,7 @@ fn groups_by_task_and_method_with_labelled_oracle_and_flags() {
     write_run(&root, "U2M", "ebda", 0, &[0.90], true);
     let runs = find_runs(std::slice::from_ref(&root)).unwrap();
     assert_eq!(runs.len(), 6);
-    let table = aggregate(&runs);
+    let table = aggregate(&runs, &order());
     assert_eq!(table.tasks, vec!["M2U", "U2M"]);
     assert_eq!(
         table.methods,
@@ -141,15 +148,20 @@ fn diverged_runs_are_flagged_and_bad_input_is_named() {
     let root = temp_dir("bad");
     write_run(&root, "M2U", "dann", 0, &[0.5], true);
     let dir = root.join("M2U-dann-seed0");
+    let diverged = Summary::Diverged {
+        iteration: 1,
+        error: "non-finite loss".into(),
+    };
     std::fs::write(
         dir.join("summary.json"),
-        json!({"status": "diverged"}).to_string(),
+        serde_json::to_string(&diverged).unwrap(),
     )
     .unwrap();
-    let table = aggregate(&find_runs(std::slice::from_ref(&root)).unwrap());
+    let table = aggregate(&find_runs(std::slice::from_ref(&root)).unwrap(), &order());
     assert_eq!(table.flagged[0].status, Status::Diverged);
     assert!(table.markdown().contains("— (0 of 1 runs complete)"));
-    std::fs::write(dir.join("metrics.jsonl"), "{\"iteration\": 1}\nnot json\n").unwrap();
+    let first = line(1, 0.5).to_json_line();
+    std::fs::write(dir.join("metrics.jsonl"), format!("{first}\nnot json\n")).unwrap();
     let err = find_runs(std::slice::from_ref(&root))
         .unwrap_err()
         .to_string();
@@ -178,7 +190,7 @@ fn runs_of_different_lengths_are_separate_columns() {
         true,
         300,
     );
-    let table = aggregate(&find_runs(std::slice::from_ref(&root)).unwrap());
+    let table = aggregate(&find_runs(std::slice::from_ref(&root)).unwrap(), &order());
     assert_eq!(table.tasks, vec!["U2M @200", "U2M @300"]);
     assert!(
         table

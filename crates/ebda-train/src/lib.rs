@@ -22,7 +22,8 @@ pub mod schedule;
 pub mod trainer;
 
 pub use config::{ExperimentConfig, Method, ModelConfig};
-pub use trainer::{RunData, RunOptions, Summary, train};
+pub use ebda_records::Summary;
+pub use trainer::{RunData, RunOptions, code_revision, train};
 
 use std::path::PathBuf;
 
@@ -35,6 +36,8 @@ pub enum Error {
     Data(#[from] ebda_data::Error),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Record(#[from] ebda_records::Error),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

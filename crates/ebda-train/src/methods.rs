@@ -24,6 +24,9 @@ use ebda_data::Batch;
 use ebda_features::FeatureExtractor;
 use ebda_nn::{Rng, seeded_var_builder, trainable_vars};
 
+/// The methods' names, in the order reports list them (baselines first).
+pub const NAMES: [&str; 3] = ["source-only", "dann", "ebda"];
+
 /// Scalar diagnostics of one step, as detached device tensors (read on the
 /// host only when logged, so a step never waits for the device).
 pub type Stats = Vec<(&'static str, Tensor)>;

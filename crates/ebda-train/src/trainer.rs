@@ -26,8 +26,10 @@ use crate::methods::{Method, Shared, StepParams, build, stream_seed};
 use crate::{Error, schedule};
 use candle_core::{Device, Tensor};
 use ebda_data::{Dataset, Loader};
-use ebda_report::EnergySnapshot;
-use serde_json::{Value, json};
+use ebda_records::{
+    Complete, CriticEval, EnergySnapshot, Manifest, MetricsLine, Selection, Summary, round6,
+};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -77,15 +79,6 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
     /// The command line, for the manifest.
     pub command: Vec<String>,
-    /// Skip drawing `plots/` at the end of the run.
-    pub no_plots: bool,
-}
-
-/// The headline of a finished run.
-#[derive(Clone, Debug)]
-pub struct Summary {
-    pub json: Value,
-    pub target_accuracy: f64,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -95,19 +88,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-fn write_json(path: &Path, value: &Value) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).expect("records serialize");
     checkpoint::write_atomic(path, text.as_bytes())
 }
 
-fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// The commit this library was built from and whether the tree had
+/// uncommitted changes (embedded by `build.rs`; `None` outside git).
+pub fn code_revision() -> (Option<String>, Option<bool>) {
+    let rev = option_env!("EBDA_GIT_REVISION").filter(|r| !r.is_empty());
+    let dirty = option_env!("EBDA_GIT_DIRTY").and_then(|d| match d {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    });
+    (rev.map(str::to_string), rev.and(dirty))
 }
 
 fn manifest(
@@ -115,7 +110,7 @@ fn manifest(
     data: &RunData,
     device: &Device,
     opts: &RunOptions,
-) -> Result<Value, Error> {
+) -> Result<Manifest, Error> {
     let mut files = BTreeMap::new();
     for ds in [
         Some(&data.source),
@@ -133,7 +128,7 @@ fn manifest(
             }
         }
     }
-    let counts: BTreeMap<&str, usize> = [
+    let counts: BTreeMap<String, usize> = [
         ("source", data.source.len()),
         ("target", data.target.len()),
         ("target_test", data.target_test.len()),
@@ -142,20 +137,24 @@ fn manifest(
             data.source_test.as_ref().map_or(0, |d| d.len()),
         ),
     ]
-    .into();
-    Ok(json!({
-        "ebda_version": env!("CARGO_PKG_VERSION"),
-        "git_revision": git_revision(),
-        "device": format!("{:?}", device.location()),
-        "cuda_compiled": cfg!(feature = "cuda"),
-        "threads": candle_core::utils::get_num_threads(),
-        "seed": cfg.seed,
-        "task": cfg.task,
-        "method": cfg.method.name(),
-        "dataset_files_sha256": files,
-        "dataset_sizes": counts,
-        "command": opts.command,
-    }))
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let (git_revision, git_dirty) = code_revision();
+    Ok(Manifest {
+        ebda_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_revision,
+        git_dirty,
+        device: format!("{:?}", device.location()),
+        cuda_compiled: cfg!(feature = "cuda"),
+        threads: candle_core::utils::get_num_threads(),
+        seed: cfg.seed,
+        task: cfg.task.clone(),
+        method: cfg.method.name().to_string(),
+        dataset_files_sha256: files,
+        dataset_sizes: counts,
+        command: opts.command.clone(),
+    })
 }
 
 /// Keeps the metrics lines of iterations `<= upto` (for a resumed run).
@@ -190,14 +189,6 @@ fn read_scalars(
         out.insert(*name, v / n.max(1) as f64);
     }
     Ok(out)
-}
-
-fn round6(v: f64) -> Value {
-    if v.is_finite() {
-        json!((v * 1e6).round() / 1e6)
-    } else {
-        json!(v.to_string())
-    }
 }
 
 /// Trains `cfg` on `data` into `run_dir`.
@@ -344,8 +335,10 @@ pub fn train(
                     last_checkpoint: last_ckpt,
                 };
                 // Recorded for reports, which flag it instead of averaging it.
-                let record =
-                    json!({"status": "diverged", "iteration": done, "error": err.to_string()});
+                let record = Summary::Diverged {
+                    iteration: done as u64,
+                    error: err.to_string(),
+                };
                 write_json(&run_dir.join("summary.json"), &record)?;
                 return Err(err);
             }
@@ -375,7 +368,7 @@ pub fn train(
                 seg_seconds,
                 images_per_iter,
             )?;
-            last_target_acc = line["target_acc"].as_f64();
+            last_target_acc = Some(line.target_acc);
             if let Some(snap) =
                 energies.filter(|_| done == cfg.train.eval_every.min(total) || done == total)
             {
@@ -387,8 +380,7 @@ pub fn train(
                 cfg.method.name(),
                 cfg.seed,
                 last_target_acc.unwrap_or(0.0) * 100.0,
-                line["source_acc"]
-                    .as_f64()
+                line.source_acc
                     .map(|a| format!(", source acc {:.2}%", a * 100.0))
                     .unwrap_or_default(),
                 means.get("loss").copied().unwrap_or(f64::NAN)
@@ -398,8 +390,7 @@ pub fn train(
                 .append(true)
                 .open(&metrics_path)
                 .map_err(io(&metrics_path))?;
-            writeln!(f, "{}", serde_json::to_string(&line).expect("JSON"))
-                .map_err(io(&metrics_path))?;
+            writeln!(f, "{}", line.to_json_line()).map_err(io(&metrics_path))?;
             acc.clear();
             acc_n = 0;
             seg_iters = 0;
@@ -443,25 +434,12 @@ pub fn train(
     bar.finish_and_clear();
     let wall = wall_before + t_start.elapsed().as_secs_f64();
     if end < total {
-        return Ok(Summary {
-            json: json!({"status": "stopped", "iteration": end}),
-            target_accuracy: last_target_acc.unwrap_or(f64::NAN),
+        return Ok(Summary::Stopped {
+            iteration: end as u64,
         });
     }
     let summary = summarize(cfg, &metrics_path, wall, train_seconds, images_per_iter)?;
-    write_json(&run_dir.join("summary.json"), &summary.json)?;
-    if !opts.no_plots {
-        // A figure that cannot be drawn must not cost the run: it is logged,
-        // and `ebda report --plots` can draw it again from the run directory.
-        match ebda_report::run_plots(run_dir) {
-            Ok(files) => tracing::info!(
-                "{} figure files in {}",
-                files.len(),
-                run_dir.join("plots").display()
-            ),
-            Err(e) => tracing::warn!("plots for {} not drawn: {e}", run_dir.display()),
-        }
-    }
+    write_json(&run_dir.join("summary.json"), &summary)?;
     Ok(summary)
 }
 
@@ -492,7 +470,7 @@ fn evaluation_line(
     seg_iters: usize,
     seg_seconds: f64,
     images_per_iter: usize,
-) -> Result<(Value, Option<EnergySnapshot>), Error> {
+) -> Result<(MetricsLine, Option<EnergySnapshot>), Error> {
     let input = &cfg.data.input;
     let bs = cfg.data.eval_batch_size;
     let tgt: EvalResult = evaluate(shared, method, &data.target_test, input, bs, device)?;
@@ -501,43 +479,52 @@ fn evaluation_line(
         .as_ref()
         .map(|s| evaluate(shared, method, s, input, bs, device))
         .transpose()?;
-    let mut line = json!({
-        "iteration": iteration,
-        "progress": round6(iteration as f64 / cfg.train.iterations as f64),
-        "lr": round6(sp.lr),
-        "lambda": round6(sp.lambda),
-        "target_acc": round6(tgt.accuracy()),
-        "feat_norm_target_test": round6(tgt.mean_norm),
-        "train": train_means.iter().map(|(k, v)| (k.to_string(), round6(*v))).collect::<serde_json::Map<_, _>>(),
-        "images_per_s": round6(images_per_iter as f64 * seg_iters as f64 / seg_seconds.max(1e-9)),
-    });
+    let mut line = MetricsLine {
+        iteration: iteration as u64,
+        progress: round6(iteration as f64 / cfg.train.iterations as f64),
+        lr: round6(sp.lr),
+        lambda: round6(sp.lambda),
+        target_acc: round6(tgt.accuracy()),
+        feat_norm_target_test: round6(tgt.mean_norm),
+        train: train_means
+            .iter()
+            .map(|(k, v)| (k.to_string(), round6(*v)))
+            .collect(),
+        images_per_s: round6(images_per_iter as f64 * seg_iters as f64 / seg_seconds.max(1e-9)),
+        ..MetricsLine::default()
+    };
     if method.critic().is_some() {
-        line["margin"] = round6(sp.margin);
         if let Some(e) = tgt.mean_energy() {
-            line["target_energy"] = round6(e);
+            line.critic = Some(CriticEval {
+                margin: round6(sp.margin),
+                target_energy: round6(e),
+                ..CriticEval::default()
+            });
         }
     }
     if let Some(s) = &src {
-        line["source_acc"] = round6(s.accuracy());
-        line["feat_norm_source_test"] = round6(s.mean_norm);
-        if let (Some(es), Some(et)) = (s.mean_energy(), tgt.mean_energy()) {
-            line["source_energy"] = round6(es);
-            line["energy_gap"] = round6(et - es);
+        line.source_acc = Some(round6(s.accuracy()));
+        line.feat_norm_source_test = Some(round6(s.mean_norm));
+        if let (Some(es), Some(et), Some(c)) =
+            (s.mean_energy(), tgt.mean_energy(), line.critic.as_mut())
+        {
+            c.source_energy = Some(round6(es));
+            c.energy_gap = Some(round6(et - es));
         }
         if let Some(a) = domain_accuracy(s, &tgt) {
-            line["domain_acc"] = round6(a);
+            line.domain_acc = Some(round6(a));
         }
         // The same alignment measure for every method (seeded: deterministic).
         let pad_cfg = crate::pad::PadConfig {
             seed: cfg.seed,
             ..Default::default()
         };
-        line["proxy_a_distance"] = round6(crate::pad::proxy_a_distance(
+        line.proxy_a_distance = Some(round6(crate::pad::proxy_a_distance(
             &s.features,
             &tgt.features,
             tgt.dim,
             &pad_cfg,
-        ));
+        )));
     }
     let energies = match (src.and_then(|s| s.energies), tgt.energies) {
         (Some(source), Some(target)) => Some(EnergySnapshot {
@@ -572,62 +559,56 @@ pub fn summarize(
     train_seconds: f64,
     images_per_iter: usize,
 ) -> Result<Summary, Error> {
-    let text = std::fs::read_to_string(metrics_path).map_err(io(metrics_path))?;
-    let lines: Vec<Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let lines = ebda_records::read_metrics(metrics_path)?;
     let last = lines
         .last()
         .ok_or_else(|| Error::Run(format!("{}: no evaluations", metrics_path.display())))?;
-    let target_acc = last["target_acc"].as_f64().unwrap_or(f64::NAN);
+    let acc = |l: &MetricsLine| {
+        if l.target_acc.is_nan() {
+            0.0
+        } else {
+            l.target_acc
+        }
+    };
+    // `max_by` keeps the last of equal maxima.
     let best = lines
         .iter()
-        .max_by(|a, b| {
-            a["target_acc"]
-                .as_f64()
-                .unwrap_or(0.0)
-                .total_cmp(&b["target_acc"].as_f64().unwrap_or(0.0))
-        })
+        .max_by(|a, b| acc(a).total_cmp(&acc(b)))
         .expect("non-empty");
     let by_source = lines
         .iter()
-        .filter(|l| l["source_acc"].is_number())
-        .max_by(|a, b| {
-            a["source_acc"]
-                .as_f64()
-                .unwrap_or(0.0)
-                .total_cmp(&b["source_acc"].as_f64().unwrap_or(0.0))
-        });
-    let json = json!({
-        "status": "complete",
-        "task": cfg.task,
-        "method": cfg.method.name(),
-        "seed": cfg.seed,
-        "iterations": cfg.train.iterations,
-        "headline": {
-            "what": "target test accuracy at the last iteration",
-            "target_acc": target_acc,
-            "source_acc": last["source_acc"],
-            "iteration": last["iteration"],
-        },
-        "oracle_best_on_target": {
-            "what": "ORACLE: the best target test accuracy over evaluations, selected with target test labels; not a valid result",
-            "target_acc": best["target_acc"],
-            "iteration": best["iteration"],
-        },
-        "selected_by_source_acc": by_source.map(|l| json!({
-            "what": "target test accuracy at the evaluation with the best source test accuracy (no target labels used)",
-            "target_acc": l["target_acc"],
-            "iteration": l["iteration"],
-        })),
-        "evaluations": lines.len(),
-        "wall_seconds": round6(wall),
-        "train_seconds": round6(train_seconds),
-        "train_images_per_s": round6(images_per_iter as f64 * cfg.train.iterations as f64 / train_seconds.max(1e-9)),
-    });
-    Ok(Summary {
-        json,
-        target_accuracy: target_acc,
-    })
+        .filter_map(|l| l.source_acc.map(|s| (s, l)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, l)| l);
+    let select = |what: &str, l: &MetricsLine, with_source: bool| Selection {
+        what: what.to_string(),
+        target_acc: l.target_acc,
+        source_acc: if with_source { l.source_acc } else { None },
+        iteration: l.iteration,
+    };
+    Ok(Summary::Complete(Box::new(Complete {
+        task: cfg.task.clone(),
+        method: cfg.method.name().to_string(),
+        seed: cfg.seed,
+        iterations: cfg.train.iterations as u64,
+        headline: select("target test accuracy at the last iteration", last, true),
+        oracle_best_on_target: select(
+            "ORACLE: the best target test accuracy over evaluations, selected with target test labels; not a valid result",
+            best,
+            false,
+        ),
+        selected_by_source_acc: by_source.map(|l| {
+            select(
+                "target test accuracy at the evaluation with the best source test accuracy (no target labels used)",
+                l,
+                false,
+            )
+        }),
+        evaluations: lines.len() as u64,
+        wall_seconds: round6(wall),
+        train_seconds: round6(train_seconds),
+        train_images_per_s: round6(
+            images_per_iter as f64 * cfg.train.iterations as f64 / train_seconds.max(1e-9),
+        ),
+    })))
 }
