@@ -50,9 +50,6 @@ fn config(method: &str, arch: &str, batch: usize) -> Result<ExperimentConfig> {
             ]
             .map(String::from),
         );
-        for head in ["classifier", "critic", "discriminator"] {
-            sets.push(format!("model.{head}.in_dim=512"));
-        }
     }
     Ok(ExperimentConfig::load(None, &sets)?)
 }

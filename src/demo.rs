@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use ebda_data::synthetic::{SOURCE_STYLE, TARGET_STYLE, dataset};
-use ebda_train::{ExperimentConfig, Method, RunData, RunOptions};
+use ebda_train::{ExperimentConfig, RunData, RunOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -76,10 +76,10 @@ pub fn run(args: &DemoArgs, device: &candle_core::Device) -> Result<()> {
     );
     let eval_every = (args.iterations / 4).max(1);
     let mut results = Vec::new();
-    for method in [Method::SourceOnly, Method::Ebda] {
+    for method in ["source-only", "ebda"] {
         let sets = vec![
             format!("task=\"synthetic\""),
-            format!("method={}", method.name()),
+            format!("method={method}"),
             format!("seed={}", args.seed),
             "data.batch_size=32".to_string(),
             format!("train.iterations={}", args.iterations),
@@ -87,7 +87,7 @@ pub fn run(args: &DemoArgs, device: &candle_core::Device) -> Result<()> {
             format!("train.checkpoint_every={}", eval_every * 4),
         ];
         let cfg = ExperimentConfig::load(None, &sets)?;
-        let dir = args.out.join(method.name());
+        let dir = args.out.join(method);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot replace {}", dir.display()))?;
@@ -104,7 +104,7 @@ pub fn run(args: &DemoArgs, device: &candle_core::Device) -> Result<()> {
             .map_or(f64::NAN, |c| c.headline.target_acc);
         println!(
             "  {:<12} target accuracy {:6.2}%   ({})",
-            method.name(),
+            method,
             acc * 100.0,
             dir.display()
         );

@@ -77,7 +77,7 @@ struct ConfigArgs {
     /// JSON config file; omitted fields take their defaults.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Override one key, e.g. --set model.critic.margin=2.5 (repeatable; value read as JSON, else a string).
+    /// Override one key, e.g. --set method.ebda.critic.margin=2.5 (repeatable; value read as JSON, else a string).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
 }

@@ -36,8 +36,7 @@ impl TrainArgs {
     /// The resolved config and the run directory.
     pub fn resolve(&self) -> Result<(ExperimentConfig, PathBuf)> {
         if let Some(dir) = &self.resume {
-            let path = dir.join("config.json");
-            let cfg = ExperimentConfig::load(Some(&path), &[])
+            let cfg = ExperimentConfig::load_run(dir)
                 .with_context(|| format!("cannot resume {}", dir.display()))?;
             return Ok((cfg, dir.clone()));
         }
@@ -118,7 +117,7 @@ pub struct EvalArgs {
 }
 
 pub fn eval(args: &EvalArgs, device: &candle_core::Device) -> Result<()> {
-    let cfg = ExperimentConfig::load(Some(&args.run.join("config.json")), &[])?;
+    let cfg = ExperimentConfig::load_run(&args.run)?;
     let ckpt = match &args.checkpoint {
         Some(c) => c.clone(),
         None => ebda_train::checkpoint::latest(&args.run.join("checkpoints"))?

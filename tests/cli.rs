@@ -16,12 +16,12 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn config_show_prints_resolved_json_with_the_override() {
-    let out = ebda(&["config", "show", "--set", "model.critic.margin=2.5"]);
+    let out = ebda(&["config", "show", "--set", "method.ebda.critic.margin=2.5"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
-    assert_eq!(cfg["model"]["critic"]["margin"], 2.5);
+    assert_eq!(cfg["method"]["ebda"]["critic"]["margin"], 2.5);
     // Defaults are filled in.
-    assert_eq!(cfg["model"]["critic"]["energy"], "relative");
+    assert_eq!(cfg["method"]["ebda"]["critic"]["energy"], "relative");
     assert_eq!(cfg["model"]["features"]["arch"], "lenet");
 }
 
@@ -32,7 +32,7 @@ fn config_show_reads_a_file_then_applies_overrides() {
     let file = dir.join("exp.json");
     std::fs::write(
         &file,
-        r#"{"seed": 4, "model": {"critic": {"pull_away_weight": 0.5}}}"#,
+        r#"{"seed": 4, "method": {"ebda": {"critic": {"pull_away_weight": 0.5}}}}"#,
     )
     .unwrap();
     let out = ebda(&[
@@ -46,33 +46,33 @@ fn config_show_reads_a_file_then_applies_overrides() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cfg["seed"], 9);
-    assert_eq!(cfg["model"]["critic"]["pull_away_weight"], 0.5);
+    assert_eq!(cfg["method"]["ebda"]["critic"]["pull_away_weight"], 0.5);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn unknown_key_exits_non_zero_with_the_key_path() {
-    let out = ebda(&["config", "show", "--set", "model.critic.margn=1"]);
+    let out = ebda(&["config", "show", "--set", "method.ebda.critic.margn=1"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
-        err.contains("model.critic.margn: unknown field `margn`, expected one of"),
+        err.contains("method.ebda.critic.margn: unknown field `margn`, expected one of"),
         "{err}"
     );
 }
 
 #[test]
 fn invalid_value_exits_non_zero_with_the_key_path() {
-    let out = ebda(&["config", "show", "--set", "model.critic.margin=-1"]);
+    let out = ebda(&["config", "show", "--set", "method.ebda.critic.margin=-1"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
-        err.contains("model.critic.margin: must be > 0, got -1"),
+        err.contains("method.ebda.critic.margin: must be > 0, got -1"),
         "{err}"
     );
-    let out = ebda(&["config", "show", "--set", "model.critic.margin=wide"]);
+    let out = ebda(&["config", "show", "--set", "method.ebda.critic.margin=wide"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("model.critic.margin: invalid type: string \"wide\""));
+    assert!(text(&out.stderr).contains("method.ebda.critic.margin: invalid type: string \"wide\""));
 }
 
 #[test]

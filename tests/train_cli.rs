@@ -171,7 +171,7 @@ fn train_writes_a_complete_run_directory_and_eval_reads_it() {
     let resolved: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(
-        resolved["model"]["critic"]["energy"], "relative",
+        resolved["method"]["ebda"]["critic"]["energy"], "relative",
         "defaults are written out"
     );
 
@@ -216,10 +216,14 @@ fn train_writes_a_complete_run_directory_and_eval_reads_it() {
 fn bad_config_exits_non_zero_with_the_key_path() {
     let dir = common::temp_dir("train-bad");
     let cfg = fixture(&dir);
-    let out = train(&cfg, &dir.join("run"), &["adapt.critic_steps=0"]);
+    let out = train(
+        &cfg,
+        &dir.join("run"),
+        &["method=ebda", "method.ebda.critic_steps=0"],
+    );
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("adapt.critic_steps: must be >= 1, got 0"),
+        text(&out.stderr).contains("method.ebda.critic_steps: must be >= 1, got 0"),
         "{}",
         text(&out.stderr)
     );

@@ -169,8 +169,8 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T> {
 /// Resolves a config from an optional file and `--set` overrides (no `validate`).
 ///
 /// The file is deserialized first, so its unknown keys are reported against
-/// the file; the result is serialized back (every default now explicit), the
-/// overrides are applied to that tree, and it is deserialized again.
+/// the file; then each override in turn is applied to the resolved tree
+/// (every default explicit) and the tree deserialized again.
 pub fn resolve<T>(file: Option<&Path>, overrides: &[String]) -> Result<T>
 where
     T: DeserializeOwned + Serialize + Default,
@@ -187,13 +187,18 @@ where
     if overrides.is_empty() {
         return Ok(base);
     }
-    let mut tree = serde_json::to_value(&base)
-        .map_err(|e| ConfigError::invalid("<root>", format!("cannot serialize config: {e}")))?;
+    // Each override applies to the tree the previous ones resolved to, so a
+    // value that a type reads in a short form (a method given by its name)
+    // is a full section again before the next override reaches into it.
+    let mut resolved = base;
     for arg in overrides {
+        let mut tree = serde_json::to_value(&resolved)
+            .map_err(|e| ConfigError::invalid("<root>", format!("cannot serialize config: {e}")))?;
         let (path, value) = parse_override(arg)?;
         set_path(&mut tree, &path, value)?;
+        resolved = from_value(tree)?;
     }
-    from_value(tree)
+    Ok(resolved)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! reference counts them.
 
 use crate::Error;
-use crate::config::{ExperimentConfig, Method as MethodKind};
+use crate::config::ExperimentConfig;
 use crate::methods::{StepParams, build};
 use candle_core::{DType, Device, Tensor};
 use ebda_data::Batch;
@@ -41,7 +41,7 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-fn linear_macs(widths: &[usize]) -> f64 {
+pub(crate) fn linear_macs(widths: &[usize]) -> f64 {
     widths.windows(2).map(|w| (w[0] * w[1]) as f64).sum()
 }
 
@@ -85,29 +85,7 @@ pub fn train_flops(cfg: &ExperimentConfig) -> f64 {
     cls.extend(&m.classifier.hidden);
     cls.push(m.classifier.num_classes);
     let enc = extractor_macs(&m.features);
-    let fwd = match cfg.method {
-        MethodKind::SourceOnly => b * (enc + linear_macs(&cls)),
-        MethodKind::Dann => {
-            let mut disc = vec![d];
-            disc.extend(&m.discriminator.hidden);
-            disc.push(1);
-            2.0 * b * enc + b * linear_macs(&cls) + 2.0 * b * linear_macs(&disc)
-        }
-        MethodKind::Ebda => {
-            let mut ae = vec![d];
-            ae.extend(&m.critic.hidden);
-            ae.push(m.critic.code_dim);
-            let back: Vec<usize> = ae.iter().rev().copied().collect();
-            let critic = linear_macs(&ae) + linear_macs(&back);
-            let steps = cfg.adapt.critic_steps as f64;
-            // critic steps on 2b rows, then the frozen pass on b target rows with the pull-away Gram matrix
-            2.0 * b * enc
-                + b * linear_macs(&cls)
-                + steps * 2.0 * b * critic
-                + b * critic
-                + b * b * m.critic.code_dim as f64
-        }
-    };
+    let fwd = cfg.method.spec().step_macs(b, enc, linear_macs(&cls), d);
     fwd * 2.0 * 3.0
 }
 
@@ -157,12 +135,15 @@ pub fn bench_train(
         p: 0.5,
         lr: 0.01,
         lambda: 0.5,
-        margin: cfg.model.critic.margin,
     };
     let mut per_second = Vec::new();
+    let mut images = cfg.data.batch_size;
     for _ in 0..repeats {
         let (shared, mut method) = build(cfg, device)?;
         let uses_target = method.uses_target();
+        if uses_target {
+            images = 2 * cfg.data.batch_size;
+        }
         let mut run = |n: usize| -> Result<f64, Error> {
             let mut last = 0.0;
             for i in 0..n {
@@ -184,12 +165,6 @@ pub fn bench_train(
         }
         per_second.push(steps as f64 / dt);
     }
-    let images = cfg.data.batch_size
-        * if cfg.method == MethodKind::SourceOnly {
-            1
-        } else {
-            2
-        };
     Ok(result(
         format!("train {} {:?}", cfg.method.name(), cfg.model.features.arch).to_lowercase(),
         per_second,
@@ -271,7 +246,7 @@ mod tests {
         let f = FeaturesConfig::default();
         assert_eq!(extractor_macs(&f), 2_288_000.0);
         let cfg = ExperimentConfig {
-            method: MethodKind::Dann,
+            method: crate::MethodConfig::named("dann").unwrap(),
             ..ExperimentConfig::default()
         };
         let want = (2.0 * 64.0 * 2_288_000.0 + 64.0 * 5000.0 + 2.0 * 64.0 * 500_500.0) * 6.0;

@@ -1,47 +1,21 @@
 //! The experiment config and its validation.
 
+use crate::methods::MethodConfig;
 use ebda_classifier::ClassifierConfig;
 use ebda_config::ConfigError;
-use ebda_critic::CriticConfig;
-use ebda_dann::DiscriminatorConfig;
 use ebda_data::{DataSpec, InputConfig, Sampling};
 use ebda_features::FeaturesConfig;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::path::Path;
 
-/// The adaptation method; everything else in a run is shared.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    /// Cross-entropy on the source alone.
-    SourceOnly,
-    /// Gradient reversal into a domain discriminator (Ganin & Lempitsky 2015).
-    Dann,
-    /// The autoencoder energy critic (this project).
-    #[default]
-    Ebda,
-}
-
-impl Method {
-    /// The name used in configs and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::SourceOnly => "source-only",
-            Method::Dann => "dann",
-            Method::Ebda => "ebda",
-        }
-    }
-}
-
-/// The models of an experiment: extractor, label head, and the two domain
-/// critics (the energy critic for `ebda`, the discriminator for `dann`).
+/// The models every method shares: the extractor and the label head (a
+/// method's own models live in its section of `method`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     pub features: FeaturesConfig,
     pub classifier: ClassifierConfig,
-    pub critic: CriticConfig,
-    pub discriminator: DiscriminatorConfig,
 }
 
 /// Where the data of a run comes from and how it is fed.
@@ -164,18 +138,7 @@ impl OptimConfig {
     }
 }
 
-/// How the margin `m` evolves with progress `p`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MarginSchedule {
-    /// `m` throughout (`model.critic.margin`).
-    #[default]
-    Fixed,
-    /// Linear from `margin_start` to `m` over training.
-    Linear,
-}
-
-/// The adaptation terms shared by DANN and EBDA.
+/// The adaptation weight's schedule, shared by the adaptation methods.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdaptConfig {
@@ -183,24 +146,14 @@ pub struct AdaptConfig {
     pub lambda_max: f64,
     /// `γ` of the λ schedule (DANN: 10).
     pub gamma: f64,
-    /// Critic steps per iteration (EBDA).
-    pub critic_steps: usize,
-    /// The critic's optimizer (EBDA).
-    pub critic_optim: OptimConfig,
-    pub margin_schedule: MarginSchedule,
-    /// Start of a linear margin schedule.
-    pub margin_start: f64,
 }
 
 impl Default for AdaptConfig {
+    /// `λ_max = 1`, `γ = 10` (Ganin & Lempitsky 2015).
     fn default() -> Self {
         Self {
             lambda_max: 1.0,
             gamma: 10.0,
-            critic_steps: 1,
-            critic_optim: OptimConfig::adam(1e-3),
-            margin_schedule: MarginSchedule::Fixed,
-            margin_start: 0.1,
         }
     }
 }
@@ -237,7 +190,8 @@ impl Default for TrainConfig {
 pub struct ExperimentConfig {
     /// A label for reports, e.g. `M2U`.
     pub task: String,
-    pub method: Method,
+    /// The method and its own settings: `"dann"` or `{"dann": {...}}`.
+    pub method: MethodConfig,
     /// Seed of every random choice of a run (initialisation, dropout, sampling).
     pub seed: u64,
     pub data: DataConfig,
@@ -251,7 +205,7 @@ impl Default for ExperimentConfig {
     fn default() -> Self {
         Self {
             task: "M2U".into(),
-            method: Method::Ebda,
+            method: MethodConfig::default(),
             seed: 0,
             data: DataConfig::default(),
             model: ModelConfig::default(),
@@ -263,8 +217,21 @@ impl Default for ExperimentConfig {
 }
 
 /// Prefixes a component's relative key with its section path.
-fn at(section: &str, key: &str, reason: String) -> ConfigError {
+pub(crate) fn at(section: &str, key: &str, reason: String) -> ConfigError {
     ConfigError::invalid(format!("{section}.{key}"), reason)
+}
+
+/// A head's input width must be the extractor's feature width.
+pub(crate) fn check_in_dim(section: &str, in_dim: usize, width: usize) -> Result<(), ConfigError> {
+    if in_dim == width {
+        Ok(())
+    } else {
+        Err(at(
+            section,
+            "in_dim",
+            format!("must equal the feature width {width} of model.features, got {in_dim}"),
+        ))
+    }
 }
 
 fn data_err(section: &str, e: ebda_data::Error) -> ConfigError {
@@ -275,7 +242,8 @@ fn data_err(section: &str, e: ebda_data::Error) -> ConfigError {
 }
 
 impl OptimConfig {
-    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+    /// Checks every field; errors carry `section` as their key prefix.
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
         let positive = |key: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -319,12 +287,114 @@ impl OptimConfig {
     }
 }
 
+/// Rewrites a config written before methods owned their settings (the
+/// layout of ebda 0.1 run directories: `"method": "ebda"` with
+/// `model.critic`, `model.discriminator` and `adapt.{critic_steps,
+/// critic_optim, margin_schedule, margin_start}`) into today's
+/// `"method": {"ebda": {...}}`. Returns whether anything moved.
+pub fn migrate_legacy(v: &mut Value) -> bool {
+    let Some(obj) = v.as_object_mut() else {
+        return false;
+    };
+    let legacy_keys = |obj: &serde_json::Map<String, Value>| {
+        let model = obj.get("model").and_then(Value::as_object);
+        let adapt = obj.get("adapt").and_then(Value::as_object);
+        model.is_some_and(|m| m.contains_key("critic") || m.contains_key("discriminator"))
+            || adapt.is_some_and(|a| {
+                [
+                    "critic_steps",
+                    "critic_optim",
+                    "margin_schedule",
+                    "margin_start",
+                ]
+                .iter()
+                .any(|k| a.contains_key(*k))
+            })
+    };
+    if !legacy_keys(obj) {
+        return false;
+    }
+    let name = match obj.get("method") {
+        Some(Value::String(s)) => s.clone(),
+        None => MethodConfig::default().name().to_string(),
+        Some(_) => return false,
+    };
+    let mut take = |section: &str, key: &str| {
+        obj.get_mut(section)
+            .and_then(Value::as_object_mut)
+            .and_then(|m| m.remove(key))
+    };
+    let critic = take("model", "critic");
+    let discriminator = take("model", "discriminator");
+    let ebda_keys: Vec<(&str, Option<Value>)> = [
+        "critic_steps",
+        "critic_optim",
+        "margin_schedule",
+        "margin_start",
+    ]
+    .into_iter()
+    .map(|k| (k, take("adapt", k)))
+    .collect();
+    let mut own = serde_json::Map::new();
+    match name.as_str() {
+        "ebda" => {
+            if let Some(c) = critic {
+                own.insert("critic".into(), c);
+            }
+            for (k, x) in ebda_keys {
+                if let Some(x) = x {
+                    own.insert(k.into(), x);
+                }
+            }
+        }
+        "dann" => {
+            if let Some(d) = discriminator {
+                own.insert("discriminator".into(), d);
+            }
+        }
+        _ => {}
+    }
+    let mut method = serde_json::Map::new();
+    method.insert(name, Value::Object(own));
+    obj.insert("method".into(), Value::Object(method));
+    true
+}
+
 impl ExperimentConfig {
-    /// Resolves file → defaults → overrides and validates the result.
-    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let cfg: Self = ebda_config::resolve(file, overrides)?;
+    /// Reads a run directory's `config.json`, rewriting the layout of older
+    /// versions (see [`migrate_legacy`]), and validates it.
+    pub fn load_run(dir: &Path) -> Result<Self, ConfigError> {
+        let path = dir.join("config.json");
+        let mut value = ebda_config::read_file(&path)?;
+        migrate_legacy(&mut value);
+        let mut cfg: Self = ebda_config::from_value(value).map_err(|err| match err {
+            ConfigError::Invalid { key, reason } => {
+                ConfigError::invalid(key, format!("{reason} (in {})", path.display()))
+            }
+            other => other,
+        })?;
+        cfg.fit_widths();
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Resolves file → defaults → overrides, takes the heads' input width
+    /// from the extractor ([`Self::fit_widths`]) and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut cfg: Self = ebda_config::resolve(file, overrides)?;
+        cfg.fit_widths();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Sets the input width (`in_dim`) of the classifier and of the
+    /// method's heads to the feature width of `model.features`: a head can
+    /// take no other, so switching the backbone (LeNet 500, DTN 512, a
+    /// bottleneck) is one key, and the resolved config records the width used.
+    pub fn fit_widths(&mut self) {
+        let width = self.model.features.out_dim();
+        self.model.classifier.in_dim = width;
+        self.method.spec_mut().fit_width(width);
     }
 
     /// Checks each section and the agreement between sections.
@@ -338,28 +408,10 @@ impl ExperimentConfig {
             ebda_classifier::Error::Config { key, reason } => at("model.classifier", key, reason),
             other => ConfigError::invalid("model.classifier", other.to_string()),
         })?;
-        m.critic.validate().map_err(|e| match e {
-            ebda_critic::Error::Config { key, reason } => at("model.critic", key, reason),
-            other => ConfigError::invalid("model.critic", other.to_string()),
-        })?;
-        m.discriminator.validate().map_err(|e| match e {
-            ebda_dann::Error::Config { key, reason } => at("model.discriminator", key, reason),
-            other => ConfigError::invalid("model.discriminator", other.to_string()),
-        })?;
         let width = m.features.out_dim();
-        for (section, in_dim) in [
-            ("model.classifier", m.classifier.in_dim),
-            ("model.critic", m.critic.in_dim),
-            ("model.discriminator", m.discriminator.in_dim),
-        ] {
-            if in_dim != width {
-                return Err(at(
-                    section,
-                    "in_dim",
-                    format!("must equal the feature width {width} of model.features, got {in_dim}"),
-                ));
-            }
-        }
+        check_in_dim("model.classifier", m.classifier.in_dim, width)?;
+        let section = format!("method.{}", self.method.name());
+        self.method.spec().validate(&section, width)?;
         let d = &self.data;
         d.source
             .validate()
@@ -381,7 +433,6 @@ impl ExperimentConfig {
             return Err(at("data", "eval_batch_size", "must be > 0, got 0".into()));
         }
         self.optim.validate("optim")?;
-        self.adapt.critic_optim.validate("adapt.critic_optim")?;
         let a = &self.adapt;
         if !(a.lambda_max.is_finite() && a.lambda_max >= 0.0) {
             return Err(at(
@@ -395,18 +446,6 @@ impl ExperimentConfig {
                 "adapt",
                 "gamma",
                 format!("must be >= 0, got {}", a.gamma),
-            ));
-        }
-        if a.critic_steps == 0 {
-            return Err(at("adapt", "critic_steps", "must be >= 1, got 0".into()));
-        }
-        if a.margin_schedule == MarginSchedule::Linear
-            && !(a.margin_start.is_finite() && a.margin_start > 0.0)
-        {
-            return Err(at(
-                "adapt",
-                "margin_start",
-                format!("must be > 0, got {}", a.margin_start),
             ));
         }
         let t = &self.train;
@@ -446,40 +485,56 @@ mod tests {
         ExperimentConfig::load(None, &sets)
     }
 
+    fn ebda(cfg: &ExperimentConfig) -> &crate::methods::ebda::EbdaConfig {
+        match &cfg.method {
+            MethodConfig::Ebda(e) => e,
+            other => panic!("not ebda: {other:?}"),
+        }
+    }
+
     #[test]
     fn defaults_are_valid_and_overrides_land() {
-        let cfg = load(&["model.critic.margin=2.5", "seed=3", "method=dann"]).unwrap();
-        assert_eq!(cfg.model.critic.margin, 2.5);
+        let cfg = load(&["method.ebda.critic.margin=2.5", "seed=3"]).unwrap();
+        assert_eq!(ebda(&cfg).critic.margin, 2.5);
         assert_eq!(cfg.seed, 3);
-        assert_eq!(cfg.method, Method::Dann);
+        let cfg = load(&["method=dann"]).unwrap();
+        assert_eq!(cfg.method.name(), "dann");
+        // A method named by a string, then one of its keys set.
+        let cfg = load(&["method=ebda", "method.ebda.critic_steps=2"]).unwrap();
+        assert_eq!(ebda(&cfg).critic_steps, 2);
     }
 
     #[test]
     fn errors_carry_the_full_key_path() {
         let msg = |sets: &[&str]| load(sets).unwrap_err().to_string();
         assert_eq!(
-            msg(&["model.critic.margin=-1"]),
-            "model.critic.margin: must be > 0, got -1"
+            msg(&["method.ebda.critic.margin=-1"]),
+            "method.ebda.critic.margin: must be > 0, got -1"
         );
         assert!(
-            msg(&["model.critic.margn=1"])
-                .starts_with("model.critic.margn: unknown field `margn`, expected one of")
+            msg(&["method.ebda.critic.margn=1"])
+                .starts_with("method.ebda.critic.margn: unknown field `margn`, expected one of")
         );
         assert_eq!(
             msg(&["model.classifier.num_classes=1"]),
             "model.classifier.num_classes: must be >= 2, got 1"
         );
         assert_eq!(
-            msg(&["model.discriminator.dropout=3"]),
-            "model.discriminator.dropout: must be in [0, 1], got 3"
+            msg(&["method=dann", "method.dann.discriminator.dropout=3"]),
+            "method.dann.discriminator.dropout: must be in [0, 1], got 3"
+        );
+        // A key of another method is unknown here.
+        assert!(
+            msg(&["method=dann", "method.dann.critic_steps=2"])
+                .starts_with("method.dann.critic_steps: unknown field `critic_steps`")
         );
         assert_eq!(
             msg(&["model.features.bottleneck=0"]),
             "model.features.bottleneck: must be > 0, got 0"
         );
         assert!(
-            msg(&["model.critic.energy=l3"])
-                .starts_with("model.critic.energy: unknown variant `l3`")
+            msg(&["method.ebda.critic.energy=l3"])
+                .starts_with("method.ebda.critic.energy: unknown variant `l3`")
         );
         assert!(msg(&["method=adda"]).starts_with("method: unknown variant `adda`"));
         assert_eq!(
@@ -495,8 +550,16 @@ mod tests {
             "optim.momentum: must be in [0, 1), got 1.5"
         );
         assert_eq!(
-            msg(&["adapt.critic_optim.lr=0"]),
-            "adapt.critic_optim.lr: must be > 0, got 0"
+            msg(&["method.ebda.critic_optim.lr=0"]),
+            "method.ebda.critic_optim.lr: must be > 0, got 0"
+        );
+        assert_eq!(
+            msg(&["method.ebda.critic_steps=0"]),
+            "method.ebda.critic_steps: must be >= 1, got 0"
+        );
+        assert_eq!(
+            msg(&["train.eval_every=0"]),
+            "train.eval_every: must be > 0, got 0"
         );
         assert_eq!(
             msg(&["train.checkpoint_every=750"]),
@@ -505,18 +568,52 @@ mod tests {
     }
 
     #[test]
-    fn heads_must_match_the_feature_width() {
-        let msg = load(&["model.features.arch=dtn"]).unwrap_err().to_string();
+    fn heads_take_the_feature_width() {
+        // One key switches the backbone; every head follows it.
+        for method in ["ebda", "dann"] {
+            let cfg = load(&["model.features.arch=dtn", &format!("method={method}")]).unwrap();
+            assert_eq!(cfg.model.classifier.in_dim, 512);
+            let tree = serde_json::to_value(&cfg.method).unwrap();
+            let head = if method == "ebda" {
+                "critic"
+            } else {
+                "discriminator"
+            };
+            assert_eq!(tree[method][head]["in_dim"], 512, "{tree}");
+        }
+        let cfg = load(&["model.features.bottleneck=256"]).unwrap();
+        assert_eq!(cfg.model.classifier.in_dim, 256);
+        // A config built in code is still checked.
+        let mut cfg = ExperimentConfig::default();
+        cfg.model.features.arch = ebda_features::Arch::Dtn;
         assert_eq!(
-            msg,
+            cfg.validate().unwrap_err().to_string(),
             "model.classifier.in_dim: must equal the feature width 512 of model.features, got 500"
         );
-        let ok = load(&[
-            "model.features.arch=dtn",
-            "model.classifier.in_dim=512",
-            "model.critic.in_dim=512",
-            "model.discriminator.in_dim=512",
-        ]);
-        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn legacy_configs_migrate_to_method_sections() {
+        // The layout of run directories written by ebda 0.1.
+        let mut old = serde_json::json!({
+            "task": "M2U",
+            "method": "ebda",
+            "model": {"critic": {"margin": 2.0}, "discriminator": {"dropout": 0.5}},
+            "adapt": {"lambda_max": 0.5, "critic_steps": 2, "margin_schedule": "fixed"}
+        });
+        assert!(migrate_legacy(&mut old));
+        let cfg: ExperimentConfig = ebda_config::from_value(old.clone()).unwrap();
+        assert_eq!(ebda(&cfg).critic.margin, 2.0);
+        assert_eq!(ebda(&cfg).critic_steps, 2);
+        assert_eq!(cfg.adapt.lambda_max, 0.5);
+        // Today's layout is left alone.
+        assert!(!migrate_legacy(&mut old));
+        let mut dann = serde_json::json!({"method": "dann", "model": {"discriminator": {"dropout": 0.25}, "critic": {}}});
+        assert!(migrate_legacy(&mut dann));
+        let cfg: ExperimentConfig = ebda_config::from_value(dann).unwrap();
+        match cfg.method {
+            MethodConfig::Dann(d) => assert_eq!(d.discriminator.dropout, 0.25),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -15,9 +15,9 @@ pub struct EvalResult {
     pub predictions: Vec<u32>,
     /// True class per sample.
     pub labels: Vec<u32>,
-    /// Critic energy per sample (EBDA).
+    /// Critic energy per sample (methods whose probes measure one).
     pub energies: Option<Vec<f32>>,
-    /// Discriminator logit per sample (DANN).
+    /// Domain-discriminator logit per sample (likewise).
     pub domain_logits: Option<Vec<f32>>,
     /// Mean feature norm ‖F(x)‖.
     pub mean_norm: f64,
@@ -48,10 +48,6 @@ impl EvalResult {
     }
 }
 
-fn err<E: std::fmt::Display>(e: E) -> candle_core::Error {
-    candle_core::Error::Msg(e.to_string())
-}
-
 /// Evaluates `data` in evaluation mode (no dropout, BN running statistics).
 pub fn evaluate(
     shared: &Shared,
@@ -60,23 +56,15 @@ pub fn evaluate(
     input: &InputConfig,
     batch: usize,
     device: &Device,
-) -> Result<EvalResult> {
+) -> std::result::Result<EvalResult, crate::Error> {
     let mut out = EvalResult {
-        energies: method.critic().map(|_| Vec::with_capacity(data.len())),
-        domain_logits: method
-            .discriminator()
-            .map(|_| Vec::with_capacity(data.len())),
         ..EvalResult::default()
     };
     let mut norm_sum = 0.0;
     for b in eval_batches(data, input, batch, device) {
-        let b = b.map_err(err)?;
-        let f = shared
-            .extractor
-            .forward_t(&b.inputs, false)
-            .map_err(err)?
-            .detach(); // [b, D]
-        let logits = shared.classifier.forward_t(&f, false).map_err(err)?;
+        let b = b?;
+        let f = shared.extractor.forward_t(&b.inputs, false)?.detach(); // [b, D]
+        let logits = shared.classifier.forward_t(&f, false)?;
         let pred: Vec<u32> = logits.argmax(1)?.to_vec1()?;
         let labels: Vec<u32> = b.labels.to_vec1()?;
         out.correct += pred.iter().zip(&labels).filter(|(p, y)| p == y).count();
@@ -97,18 +85,23 @@ pub fn evaluate(
             out.features
                 .extend(f.narrow(0, 0, keep)?.flatten_all()?.to_vec1::<f32>()?);
         }
-        if let (Some(critic), Some(e)) = (method.critic(), out.energies.as_mut()) {
-            e.extend(critic.energy(&f).map_err(err)?.to_vec1::<f32>()?);
-        }
-        if let (Some(disc), Some(d)) = (method.discriminator(), out.domain_logits.as_mut()) {
-            d.extend(disc.forward_t(&f, false).map_err(err)?.to_vec1::<f32>()?);
+        let probes = method.probe(&f)?;
+        for (t, dst) in [
+            (probes.energy, &mut out.energies),
+            (probes.domain_logit, &mut out.domain_logits),
+        ] {
+            if let Some(t) = t {
+                dst.get_or_insert_with(Vec::new).extend(t.to_vec1::<f32>()?);
+            }
         }
     }
     out.mean_norm = norm_sum / out.n.max(1) as f64;
     Ok(out)
 }
 
-/// Domain accuracy of a discriminator on a source set (label 1) and a target set (label 0).
+/// Domain accuracy of a discriminator on a source set (label 1) and a
+/// target set (label 0), from their per-sample domain logits (methods whose
+/// probes give them).
 pub fn domain_accuracy(source: &EvalResult, target: &EvalResult) -> Option<f64> {
     let (s, t) = (
         source.domain_logits.as_ref()?,

@@ -3,7 +3,8 @@
 //! - [`config`]: the experiment config (data, model, optimizers, schedules,
 //!   loop), resolved from JSON + defaults + `--set` and validated with
 //!   full key paths;
-//! - [`methods`]: the three methods behind one [`methods::Method`] trait;
+//! - [`methods`]: the methods behind one [`methods::Method`] trait, one
+//!   module each, each owning its config (a variant of [`MethodConfig`]);
 //! - [`optim`]: PyTorch-equal SGD (momentum, Nesterov, weight decay), Adam
 //!   and AdamW with parameter groups;
 //! - [`schedule`]: DANN's learning-rate and λ schedules, margin schedules;
@@ -21,8 +22,9 @@ pub mod pad;
 pub mod schedule;
 pub mod trainer;
 
-pub use config::{ExperimentConfig, Method, ModelConfig};
+pub use config::{ExperimentConfig, ModelConfig};
 pub use ebda_records::Summary;
+pub use methods::MethodConfig;
 pub use trainer::{RunData, RunOptions, code_revision, train};
 
 use std::path::PathBuf;
@@ -38,6 +40,14 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
     Record(#[from] ebda_records::Error),
+    #[error(transparent)]
+    Features(#[from] ebda_features::Error),
+    #[error(transparent)]
+    Classifier(#[from] ebda_classifier::Error),
+    #[error(transparent)]
+    Critic(#[from] ebda_critic::Error),
+    #[error(transparent)]
+    Dann(#[from] ebda_dann::Error),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -5,9 +5,9 @@
 //! - learning rate `lr_p = lr₀ · (1 + α p)^−β` with `α = 10`, `β = 0.75`;
 //! - adaptation weight `λ_p = λ_max · (2 / (1 + e^{−γ p}) − 1)` with `γ = 10`.
 //!
-//! The margin of the energy critic is fixed or annealed linearly.
+//! `linear` anneals a value (EBDA's margin) over training.
 
-use crate::config::{AdaptConfig, LrSchedule, MarginSchedule, OptimConfig};
+use crate::config::{LrSchedule, OptimConfig};
 
 /// Progress of iteration `it` (0-based) of `total`: `it / total` (as the
 /// PyTorch reference `torch_da.py`).
@@ -42,14 +42,6 @@ pub fn lr_at(cfg: &OptimConfig, p: f64) -> f64 {
     }
 }
 
-/// The critic margin at progress `p` given the final margin `m`.
-pub fn margin_at(cfg: &AdaptConfig, m: f64, p: f64) -> f64 {
-    match cfg.margin_schedule {
-        MarginSchedule::Fixed => m,
-        MarginSchedule::Linear => linear(cfg.margin_start, m, p),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,13 +66,9 @@ mod tests {
     }
 
     #[test]
-    fn margin_and_progress() {
-        let mut cfg = AdaptConfig::default();
-        assert_eq!(margin_at(&cfg, 1.0, 0.3), 1.0);
-        cfg.margin_schedule = MarginSchedule::Linear;
-        cfg.margin_start = 0.2;
-        assert!((margin_at(&cfg, 1.0, 0.5) - 0.6).abs() < 1e-12);
-        assert_eq!(margin_at(&cfg, 1.0, 2.0), 1.0);
+    fn progress_and_linear() {
+        assert!((linear(0.2, 1.0, 0.5) - 0.6).abs() < 1e-12);
+        assert_eq!(linear(0.2, 1.0, 2.0), 1.0);
         assert_eq!(progress(0, 6000), 0.0);
         assert_eq!(progress(3000, 6000), 0.5);
     }

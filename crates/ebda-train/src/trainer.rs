@@ -21,14 +21,12 @@
 
 use crate::checkpoint::{self, CheckpointParts, TrainerState};
 use crate::config::ExperimentConfig;
-use crate::eval::{EvalResult, add_stats, domain_accuracy, evaluate};
+use crate::eval::{EvalResult, add_stats, evaluate};
 use crate::methods::{Method, Shared, StepParams, build, stream_seed};
 use crate::{Error, schedule};
 use candle_core::{Device, Tensor};
 use ebda_data::{Dataset, Loader};
-use ebda_records::{
-    Complete, CriticEval, EnergySnapshot, Manifest, MetricsLine, Selection, Summary, round6,
-};
+use ebda_records::{Complete, EnergySnapshot, Manifest, MetricsLine, Selection, Summary, round6};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -225,11 +223,12 @@ pub fn train(
     let mut train_seconds = 0.0;
     let mut wall_before = 0.0;
     if opts.resume {
-        let saved: Value = serde_json::from_slice(
-            &std::fs::read(run_dir.join("config.json"))
-                .map_err(io(&run_dir.join("config.json")))?,
-        )
-        .map_err(|e| Error::Run(format!("{}: {e}", run_dir.join("config.json").display())))?;
+        let saved_path = run_dir.join("config.json");
+        let mut saved: Value =
+            serde_json::from_slice(&std::fs::read(&saved_path).map_err(io(&saved_path))?)
+                .map_err(|e| Error::Run(format!("{}: {e}", saved_path.display())))?;
+        // A run written before methods owned their settings resumes too.
+        crate::config::migrate_legacy(&mut saved);
         if saved != config_json {
             return Err(Error::Run(format!(
                 "{}: the run was made with a different config; resume with the same config (see its config.json)",
@@ -308,7 +307,6 @@ pub fn train(
             p,
             lr: schedule::lr_at(&cfg.optim, p),
             lambda: schedule::lambda(cfg.adapt.lambda_max, cfg.adapt.gamma, p),
-            margin: schedule::margin_at(&cfg.adapt, cfg.model.critic.margin, p),
         };
         let src = source.next_batch(device)?;
         let tgt = if method.uses_target() {
@@ -493,27 +491,9 @@ fn evaluation_line(
         images_per_s: round6(images_per_iter as f64 * seg_iters as f64 / seg_seconds.max(1e-9)),
         ..MetricsLine::default()
     };
-    if method.critic().is_some() {
-        if let Some(e) = tgt.mean_energy() {
-            line.critic = Some(CriticEval {
-                margin: round6(sp.margin),
-                target_energy: round6(e),
-                ..CriticEval::default()
-            });
-        }
-    }
     if let Some(s) = &src {
         line.source_acc = Some(round6(s.accuracy()));
         line.feat_norm_source_test = Some(round6(s.mean_norm));
-        if let (Some(es), Some(et), Some(c)) =
-            (s.mean_energy(), tgt.mean_energy(), line.critic.as_mut())
-        {
-            c.source_energy = Some(round6(es));
-            c.energy_gap = Some(round6(et - es));
-        }
-        if let Some(a) = domain_accuracy(s, &tgt) {
-            line.domain_acc = Some(round6(a));
-        }
         // The same alignment measure for every method (seeded: deterministic).
         let pad_cfg = crate::pad::PadConfig {
             seed: cfg.seed,
@@ -526,6 +506,7 @@ fn evaluation_line(
             &pad_cfg,
         )));
     }
+    method.record(sp, &tgt, src.as_ref(), &mut line);
     let energies = match (src.and_then(|s| s.energies), tgt.energies) {
         (Some(source), Some(target)) => Some(EnergySnapshot {
             iteration: iteration as u64,

@@ -1,0 +1,69 @@
+//! Every JSON file under `experiments/` is read by the code that uses it:
+//! task configs resolve and validate (with every method), and committed run
+//! records — configs of older layouts included — read back through the
+//! record types and resume-time config loading.
+
+use ebda_train::ExperimentConfig;
+use std::path::{Path, PathBuf};
+
+fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            json_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_experiment_file_loads_and_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut files = Vec::new();
+    json_files(&root, &mut files);
+    files.sort();
+    let (mut configs, mut runs) = (0, 0);
+    for f in &files {
+        let dir = f.parent().unwrap();
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let in_run = dir.join("metrics.jsonl").is_file()
+            || dir
+                .parent()
+                .is_some_and(|p| p.join("metrics.jsonl").is_file());
+        match name {
+            "config.json" if in_run => {
+                let cfg = ExperimentConfig::load_run(dir)
+                    .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                let head = ebda_records::read_head(dir).unwrap();
+                assert_eq!(cfg.method.name(), head.method.0, "{}", f.display());
+                ebda_records::read_metrics(&dir.join("metrics.jsonl"))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                runs += 1;
+            }
+            "manifest.json" if in_run => {
+                ebda_records::read_manifest(dir).unwrap_or_else(|e| panic!("{e}"));
+            }
+            "summary.json" if in_run => {
+                let s = ebda_records::read_summary(dir).unwrap_or_else(|e| panic!("{e}"));
+                assert!(s.is_some());
+            }
+            _ if dir.file_name().is_some_and(|d| d == "energies") => {
+                ebda_records::read_energies(dir.parent().unwrap())
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            _ => {
+                for method in ebda_train::methods::NAMES {
+                    let set = format!("method={method}");
+                    ExperimentConfig::load(Some(f), &[set])
+                        .unwrap_or_else(|e| panic!("{} with {method}: {e}", f.display()));
+                }
+                ExperimentConfig::load(Some(f), &[])
+                    .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                configs += 1;
+            }
+        }
+    }
+    assert!(configs >= 4, "task configs found: {configs}");
+    assert!(runs >= 18, "run records found: {runs}");
+}
