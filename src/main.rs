@@ -92,7 +92,9 @@ fn init_logging(verbose: u8, quiet: u8, log_file: Option<&std::path::Path>) -> R
     };
     use tracing_subscriber::prelude::*;
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Colour only on a terminal: `ebda ... 2>&1 | tee log` writes plain text.
     let console = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_filter(filter());
     let file = match log_file {

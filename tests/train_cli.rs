@@ -101,6 +101,16 @@ fn train_writes_a_complete_run_directory_and_eval_reads_it() {
     let run = dir.join("run");
     let out = train(&cfg, &run, &["method=ebda"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // stderr is a pipe here: log lines carry no colour codes.
+    assert!(
+        !text(&out.stderr).contains('\u{1b}'),
+        "ANSI codes in piped logs"
+    );
+    assert!(
+        text(&out.stderr).contains("target acc"),
+        "{}",
+        text(&out.stderr)
+    );
     for f in [
         "config.json",
         "manifest.json",

@@ -27,8 +27,8 @@
 //! ```
 
 use candle_core::{D, DType, Tensor};
-use candle_nn::{Module, VarBuilder};
-use ebda_nn::Linear;
+use candle_nn::VarBuilder;
+use ebda_nn::Mlp;
 use ebda_nn::{Dropout, Rng};
 use serde::{Deserialize, Serialize};
 
@@ -121,17 +121,11 @@ impl ClassifierConfig {
         let mut widths = vec![self.in_dim];
         widths.extend(&self.hidden);
         widths.push(self.num_classes);
-        let layers = widths
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| ebda_nn::linear(w[0], w[1], vb.pp("layers").pp(i)))
-            .collect::<candle_core::Result<Vec<_>>>()?;
         let dropout =
             Dropout::new(self.dropout, rng).map_err(|e| invalid("dropout", e.to_string()))?;
         Ok(Classifier {
             config: self.clone(),
-            layers,
-            dropout,
+            mlp: Mlp::new(&widths, false, dropout, false, vb)?,
         })
     }
 }
@@ -140,8 +134,7 @@ impl ClassifierConfig {
 #[derive(Clone, Debug)]
 pub struct Classifier {
     config: ClassifierConfig,
-    layers: Vec<Linear>,
-    dropout: Dropout,
+    mlp: Mlp,
 }
 
 impl Classifier {
@@ -164,15 +157,7 @@ impl Classifier {
                 )));
             }
         }
-        let last = self.layers.len() - 1;
-        let mut x = f.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x)?;
-            if i < last {
-                x = self.dropout.forward_t(&ebda_nn::relu(&x)?, train)?;
-            }
-        }
-        Ok(x)
+        Ok(self.mlp.forward_t(f, train)?)
     }
 
     /// Cross-entropy with the configured label smoothing.

@@ -1,16 +1,11 @@
 //! Classifier head, cross-entropy and accuracy against hand computations.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::VarMap;
 use ebda_classifier::{ClassifierConfig, accuracy, correct, cross_entropy};
 use ebda_nn::{Rng, parameter_count, seeded_var_builder};
 
-fn device() -> Device {
-    match std::env::var("EBDA_TEST_DEVICE").as_deref() {
-        Ok("cuda") => Device::new_cuda(0).expect("EBDA_TEST_DEVICE=cuda but no CUDA device"),
-        _ => Device::Cpu,
-    }
-}
+use ebda_testkit::device;
 
 #[test]
 fn cross_entropy_matches_hand_values() {
@@ -109,6 +104,10 @@ fn heads_have_expected_shapes_and_parameters() {
     let a = mlp.forward_t(&x, false).unwrap().to_vec2::<f32>().unwrap();
     let b = mlp.forward_t(&x, false).unwrap().to_vec2::<f32>().unwrap();
     assert_eq!(a, b);
+    let t1 = mlp.forward_t(&x, true).unwrap().to_vec2::<f32>().unwrap();
+    let t2 = mlp.forward_t(&x, true).unwrap().to_vec2::<f32>().unwrap();
+    assert_ne!(t1, a, "training mode applies dropout");
+    assert_ne!(t1, t2, "each training forward draws new masks");
     let err = mlp
         .forward_t(&Tensor::ones((4, 9), DType::F32, &dev).unwrap(), false)
         .unwrap_err();

@@ -6,13 +6,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use ebda_critic::{CriticConfig, Energy, EnergyCritic, margin_hinge, pull_away};
 use std::collections::HashMap;
 
-/// The device under test: `EBDA_TEST_DEVICE=cuda` runs these on GPU 0.
-fn device() -> Device {
-    match std::env::var("EBDA_TEST_DEVICE").as_deref() {
-        Ok("cuda") => Device::new_cuda(0).expect("EBDA_TEST_DEVICE=cuda but no CUDA device"),
-        _ => Device::Cpu,
-    }
-}
+use ebda_testkit::device;
 
 fn vec1(t: &Tensor) -> Vec<f32> {
     t.to_dtype(DType::F32)

@@ -31,8 +31,8 @@
 //! ```
 
 use candle_core::{DType, Tensor};
-use candle_nn::{BatchNorm, Module, ModuleT, VarBuilder};
-use ebda_nn::Linear;
+use candle_nn::VarBuilder;
+use ebda_nn::Mlp;
 use ebda_nn::{Dropout, Rng};
 use serde::{Deserialize, Serialize};
 
@@ -123,27 +123,11 @@ impl DiscriminatorConfig {
         let mut widths = vec![self.in_dim];
         widths.extend(&self.hidden);
         widths.push(1);
-        let layers = widths
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| ebda_nn::linear(w[0], w[1], vb.pp("layers").pp(i)))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let norms = if self.batch_norm {
-            self.hidden
-                .iter()
-                .enumerate()
-                .map(|(i, &h)| ebda_nn::batch_norm(h, vb.pp("bn").pp(i)))
-                .collect::<candle_core::Result<Vec<_>>>()?
-        } else {
-            Vec::new()
-        };
         let dropout =
             Dropout::new(self.dropout, rng).map_err(|e| invalid("dropout", e.to_string()))?;
         Ok(DomainDiscriminator {
             config: self.clone(),
-            layers,
-            norms,
-            dropout,
+            mlp: Mlp::new(&widths, self.batch_norm, dropout, false, vb)?,
         })
     }
 }
@@ -152,9 +136,7 @@ impl DiscriminatorConfig {
 #[derive(Clone, Debug)]
 pub struct DomainDiscriminator {
     config: DiscriminatorConfig,
-    layers: Vec<Linear>,
-    norms: Vec<BatchNorm>,
-    dropout: Dropout,
+    mlp: Mlp,
 }
 
 impl DomainDiscriminator {
@@ -177,18 +159,7 @@ impl DomainDiscriminator {
                 )));
             }
         }
-        let last = self.layers.len() - 1;
-        let mut x = f.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x)?;
-            if i < last {
-                if let Some(bn) = self.norms.get(i) {
-                    x = bn.forward_t(&x, train)?;
-                }
-                x = self.dropout.forward_t(&ebda_nn::relu(&x)?, train)?;
-            }
-        }
-        Ok(x.squeeze(1)?) // [b, 1] -> [b]
+        Ok(self.mlp.forward_t(f, train)?.squeeze(1)?) // [b, 1] -> [b]
     }
 }
 

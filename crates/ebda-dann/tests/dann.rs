@@ -1,16 +1,11 @@
 //! Gradient reversal, discriminator and domain loss against stated derivatives.
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use candle_nn::{Linear, Module, VarMap};
 use ebda_dann::{DiscriminatorConfig, bce_with_logits, domain_accuracy, domain_loss, grad_reverse};
 use ebda_nn::{Rng, parameter_count, seeded_var_builder};
 
-fn device() -> Device {
-    match std::env::var("EBDA_TEST_DEVICE").as_deref() {
-        Ok("cuda") => Device::new_cuda(0).expect("EBDA_TEST_DEVICE=cuda but no CUDA device"),
-        _ => Device::Cpu,
-    }
-}
+use ebda_testkit::device;
 
 fn to_vec(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
@@ -129,9 +124,14 @@ fn discriminator_shapes_parameters_and_modes() {
     );
     let x = Tensor::randn(0f32, 1., (6, 500), &dev).unwrap();
     assert_eq!(disc.forward_t(&x, true).unwrap().dims(), &[6]);
+    // Evaluation is deterministic; training mode draws dropout masks (p = 0.5).
     let e1 = to_vec(&disc.forward_t(&x, false).unwrap());
     let e2 = to_vec(&disc.forward_t(&x, false).unwrap());
     assert_eq!(e1, e2);
+    let t1 = to_vec(&disc.forward_t(&x, true).unwrap());
+    let t2 = to_vec(&disc.forward_t(&x, true).unwrap());
+    assert_ne!(t1, e1, "training mode applies dropout");
+    assert_ne!(t1, t2, "each training forward draws new masks");
 
     let map = VarMap::new();
     let vb = seeded_var_builder(&map, 0, DType::F32, &dev);

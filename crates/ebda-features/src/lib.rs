@@ -73,6 +73,29 @@ pub trait FeatureExtractor: Send + Sync {
 
     /// Shape of one input sample, e.g. `[1, 28, 28]` or `[2048]`.
     fn input_dims(&self) -> Vec<usize>;
+
+    /// The learning-rate group of the extractor's variable `name` (relative
+    /// to the `VarBuilder` it was built from): the backbone — pretrained in
+    /// transfer settings, trained at `optim.backbone_lr_mult` — or the
+    /// layers added on top of it (a bottleneck).
+    fn group(&self, name: &str) -> Group {
+        match name.strip_prefix(BACKBONE) {
+            Some(rest) if rest.starts_with('.') => Group::Backbone,
+            _ => Group::NewLayers,
+        }
+    }
+}
+
+/// The variables of an extractor's backbone live under `BACKBONE.`.
+pub const BACKBONE: &str = "backbone";
+
+/// A variable's learning-rate group (see [`FeatureExtractor::group`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// The backbone's variables.
+    Backbone,
+    /// Layers added on top of the backbone.
+    NewLayers,
 }
 
 /// The backbone architectures.
@@ -182,8 +205,8 @@ impl FeaturesConfig {
         self.dropout.unwrap_or(REFERENCE_DROPOUT)
     }
 
-    /// Builds the extractor; backbone variables live under `backbone.`, the
-    /// bottleneck's under `bottleneck.`.
+    /// Builds the extractor; backbone variables live under [`BACKBONE`]`.`,
+    /// the bottleneck's under `bottleneck.` (see [`FeatureExtractor::group`]).
     pub fn init(&self, vb: VarBuilder, rng: &Rng) -> Result<Box<dyn FeatureExtractor>> {
         self.validate()?;
         let backbone: Box<dyn FeatureExtractor> = match self.arch {
@@ -191,21 +214,21 @@ impl FeaturesConfig {
                 self.in_channels.unwrap_or(lenet::IN_CHANNELS),
                 self.dropout_p(),
                 self.spatial_dropout,
-                vb.pp("backbone"),
+                vb.pp(BACKBONE),
                 rng,
             )?),
             Arch::Dtn => Box::new(Dtn::new(
                 self.in_channels.unwrap_or(dtn::IN_CHANNELS),
                 self.dropout_p(),
                 self.spatial_dropout,
-                vb.pp("backbone"),
+                vb.pp(BACKBONE),
                 rng,
             )?),
             Arch::Mlp => Box::new(Mlp::new(
                 self.in_dim,
                 &self.hidden,
                 self.dropout_p(),
-                vb.pp("backbone"),
+                vb.pp(BACKBONE),
                 rng,
             )?),
         };

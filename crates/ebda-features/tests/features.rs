@@ -2,15 +2,10 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use ebda_features::{Arch, FeatureExtractor, FeaturesConfig};
+use ebda_features::{Arch, FeatureExtractor, FeaturesConfig, Group};
 use ebda_nn::{Rng, named_vars, parameter_count, seeded_var_builder, trainable_vars};
 
-fn device() -> Device {
-    match std::env::var("EBDA_TEST_DEVICE").as_deref() {
-        Ok("cuda") => Device::new_cuda(0).expect("EBDA_TEST_DEVICE=cuda but no CUDA device"),
-        _ => Device::Cpu,
-    }
-}
+use ebda_testkit::device;
 
 fn build(cfg: &FeaturesConfig, dev: &Device) -> (VarMap, Box<dyn FeatureExtractor>) {
     let map = VarMap::new();
@@ -121,6 +116,23 @@ fn mlp_and_bottleneck() {
     assert_eq!(parameter_count(&map), 426_070 + 500 * 64 + 64 + 2 * 64);
     assert_eq!(f.out_dim(), 64);
     exercise(f.as_ref(), &map, &[1, 28, 28], &dev);
+    // Parameter groups: the backbone's variables vs the bottleneck on top.
+    let groups: Vec<(String, Group)> = trainable_vars(&map)
+        .into_iter()
+        .map(|(n, _)| {
+            let g = f.group(&n);
+            (n, g)
+        })
+        .collect();
+    let backbone = groups.iter().filter(|(_, g)| *g == Group::Backbone).count();
+    assert_eq!(
+        backbone, 8,
+        "LeNet's conv1, conv2, fc weights and biases: {groups:?}"
+    );
+    for (n, g) in &groups {
+        assert_eq!(n.starts_with("backbone."), *g == Group::Backbone, "{n}");
+    }
+    assert_eq!(f.group("backbonex.weight"), Group::NewLayers);
 }
 
 #[test]

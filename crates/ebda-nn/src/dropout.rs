@@ -158,20 +158,31 @@ mod tests {
     #[test]
     fn channel_dropout_zeroes_whole_maps_and_replays_from_state() {
         let rng = Rng::new(1);
-        let x = Tensor::ones((8, 16, 3, 3), DType::F32, &Device::Cpu).unwrap();
+        // A non-constant input, so a map that was kept can be told from one
+        // that was scaled wrongly or zeroed in part.
+        let (b, c, hw) = (8, 16, 9);
+        let xs: Vec<f32> = (0..b * c * hw).map(|i| 1.0 + (i % 7) as f32).collect();
+        let x = Tensor::from_vec(xs.clone(), (b, c, 3, 3), &Device::Cpu).unwrap();
         let d = Dropout2d::new(0.5, &rng).unwrap();
         let saved = rng.state();
         let y = d.forward_t(&x, true).unwrap();
-        let per_map: Vec<Vec<f32>> = y
-            .flatten_from(2)
-            .unwrap()
-            .flatten_to(1)
-            .unwrap()
-            .to_vec2()
-            .unwrap();
-        for m in &per_map {
-            assert!(m.iter().all(|v| *v == m[0]), "a map is not uniform: {m:?}");
+        let ys: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        // Each map is either all zero or the input scaled by 1/(1 − p) = 2.
+        let mut zeroed = 0;
+        for (m, (ym, xm)) in ys.chunks(hw).zip(xs.chunks(hw)).enumerate() {
+            if ym.iter().all(|v| *v == 0.0) {
+                zeroed += 1;
+            } else {
+                let want: Vec<f32> = xm.iter().map(|v| 2.0 * v).collect();
+                assert_eq!(
+                    ym,
+                    want.as_slice(),
+                    "map {m} neither dropped nor scaled by 2"
+                );
+            }
         }
+        // 128 maps at p = 0.5: some dropped, some kept (a no-op fails here).
+        assert!((40..=88).contains(&zeroed), "{zeroed} of 128 maps dropped");
         rng.restore(&saved);
         let again = d.forward_t(&x, true).unwrap();
         let diff = (y - again)
@@ -183,6 +194,15 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert_eq!(diff, 0.0);
+        // Evaluation mode is the identity.
+        let eval: Vec<f32> = d
+            .forward_t(&x, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(eval, xs);
     }
 
     /// The integer comparison draws the masks `u < p` with `u` from

@@ -7,6 +7,8 @@
 //!   initialisation and constants, so models match the PyTorch references;
 //!   [`Conv2d`] runs as im2col + GEMM on the CPU with a fast backward, and
 //!   [`Linear`] as one op whose backward writes the weight gradient in place.
+//! - [`Mlp`]: linear layers with ReLU, optional BatchNorm and dropout
+//!   (the label head, the domain discriminator and the MLP extractor).
 //! - [`Dropout`] and [`Dropout2d`]: dropout whose masks come from an explicit
 //!   seeded [`Rng`] whose state can be saved and restored.
 //! - [`trainable_vars`]: a `VarMap`'s parameters in a fixed order, without
@@ -73,6 +75,7 @@ mod fused;
 mod init;
 mod layers;
 mod linear;
+mod mlp;
 mod ops;
 mod pool;
 mod rng;
@@ -84,6 +87,7 @@ pub use fused::conv_pool_relu;
 pub use init::{SeededInit, seeded_var_builder};
 pub use layers::{Conv2d, batch_norm, conv2d, linear};
 pub use linear::Linear;
+pub use mlp::Mlp;
 pub use pool::{Pool2d, max_pool2d, max_pool2d_generic};
 pub use rng::{Rng, RngState};
 pub use vars::{is_buffer, named_vars, parameter_count, trainable_vars};

@@ -14,13 +14,7 @@ use ebda_nn::{Conv2d, Pool2d, conv_pool_relu, max_pool2d, max_pool2d_generic, re
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-/// The device under test: `EBDA_TEST_DEVICE=cuda` runs these on GPU 0.
-fn device() -> Device {
-    match std::env::var("EBDA_TEST_DEVICE").as_deref() {
-        Ok("cuda") => Device::new_cuda(0).expect("EBDA_TEST_DEVICE=cuda but no CUDA device"),
-        _ => Device::Cpu,
-    }
-}
+use ebda_testkit::device;
 
 type Dims = (usize, usize, usize, usize);
 

@@ -7,14 +7,8 @@ use common::png::{check_png, check_svg, count_near};
 use common::records::{complete, write_run_dir};
 use ebda_records::{CriticEval, MetricsLine, read_metrics};
 use ebda_report::{EnergySnapshot, find_runs, read_energies, report_plots, run_plots};
+use ebda_testkit::temp_dir;
 use std::path::{Path, PathBuf};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ebda-plots-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Baselines first, as `ebda report` orders methods by default.
 fn order() -> Vec<String> {

@@ -5,7 +5,8 @@ mod common;
 use common::records::{complete as complete_summary, line, write_run_dir};
 use ebda_records::Summary;
 use ebda_report::{Status, aggregate, find_runs, mean_std};
-use std::path::{Path, PathBuf};
+use ebda_testkit::temp_dir;
+use std::path::Path;
 
 /// Baselines first, as `ebda report` orders them by default.
 fn order() -> Vec<String> {
@@ -13,13 +14,6 @@ fn order() -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ebda-report-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A run planned for `planned` iterations with target accuracies `accs` at

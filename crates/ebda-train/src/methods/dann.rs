@@ -53,7 +53,7 @@ impl MethodSpec for DannConfig {
         let disc = self
             .discriminator
             .init(vb.pp("discriminator"), &shared.rng)?;
-        let opt = shared_optimizer(cfg, &shared.vars, trainable_vars(&vars));
+        let opt = shared_optimizer(cfg, shared, trainable_vars(&vars));
         Ok(Box::new(Dann { disc, vars, opt }))
     }
 

@@ -118,7 +118,7 @@ impl MethodSpec for EbdaConfig {
                 lr_mult: 1.0,
             }],
         );
-        let opt = shared_optimizer(cfg, &shared.vars, Vec::new());
+        let opt = shared_optimizer(cfg, shared, Vec::new());
         Ok(Box::new(Ebda {
             cfg: self.clone(),
             critic,

@@ -234,16 +234,26 @@ impl Default for MethodConfig {
     }
 }
 
+/// Where the shared models' variables live in `Shared::vars`.
+const FEATURES: &str = "features";
+const CLASSIFIER: &str = "classifier";
+
 /// The optimizer of `F`, `C` and the method's `extra` variables: the
-/// extractor's backbone parameters at `optim.backbone_lr_mult`, the rest at 1.
+/// variables the extractor puts in its backbone group at
+/// `optim.backbone_lr_mult`, the rest at 1.
 pub fn shared_optimizer(
     cfg: &ExperimentConfig,
-    vars: &VarMap,
+    shared: &Shared,
     extra: Vec<(String, candle_core::Var)>,
 ) -> Optimizer {
-    let (backbone, head): (Vec<_>, Vec<_>) = trainable_vars(vars)
+    let in_backbone = |name: &str| {
+        name.strip_prefix(FEATURES)
+            .and_then(|r| r.strip_prefix('.'))
+            .is_some_and(|r| shared.extractor.group(r) == ebda_features::Group::Backbone)
+    };
+    let (backbone, head): (Vec<_>, Vec<_>) = trainable_vars(&shared.vars)
         .into_iter()
-        .partition(|(n, _)| n.starts_with("features.backbone."));
+        .partition(|(n, _)| in_backbone(n));
     let mut others = head;
     others.extend(extra);
     Optimizer::new(
@@ -284,8 +294,8 @@ pub fn build(cfg: &ExperimentConfig, device: &Device) -> Result<(Shared, Box<dyn
     let rng = Rng::new(stream_seed(cfg.seed, 1));
     let vars = VarMap::new();
     let vb = seeded_var_builder(&vars, cfg.seed, DType::F32, device);
-    let extractor = cfg.model.features.init(vb.pp("features"), &rng)?;
-    let classifier = cfg.model.classifier.init(vb.pp("classifier"), &rng)?;
+    let extractor = cfg.model.features.init(vb.pp(FEATURES), &rng)?;
+    let classifier = cfg.model.classifier.init(vb.pp(CLASSIFIER), &rng)?;
     let shared = Shared {
         extractor,
         classifier,
@@ -370,5 +380,26 @@ mod tests {
         for name in NAMES {
             assert_eq!(MethodConfig::named(name).unwrap().name(), *name);
         }
+    }
+
+    #[test]
+    fn configs_built_in_code_are_validated_not_panicked_on() {
+        let mut cfg = ExperimentConfig::default();
+        if let MethodConfig::Ebda(e) = &mut cfg.method {
+            e.critic_steps = 0;
+        }
+        let err = build(&cfg, &Device::Cpu)
+            .err()
+            .expect("critic_steps 0 is refused");
+        assert_eq!(
+            err.to_string(),
+            "method.ebda.critic_steps: must be >= 1, got 0"
+        );
+        let mut cfg = ExperimentConfig::default();
+        cfg.train.eval_every = 0;
+        let err = build(&cfg, &Device::Cpu)
+            .err()
+            .expect("eval_every 0 is refused");
+        assert_eq!(err.to_string(), "train.eval_every: must be > 0, got 0");
     }
 }

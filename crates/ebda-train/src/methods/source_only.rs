@@ -29,7 +29,7 @@ impl MethodSpec for SourceOnlyConfig {
         _device: &Device,
     ) -> Result<Box<dyn Method>, Error> {
         Ok(Box::new(SourceOnly {
-            opt: shared_optimizer(cfg, &shared.vars, Vec::new()),
+            opt: shared_optimizer(cfg, shared, Vec::new()),
         }))
     }
 
