@@ -189,7 +189,10 @@ fn read_scalars(
     Ok(out)
 }
 
-/// Trains `cfg` on `data` into `run_dir`.
+/// Trains `cfg` on `data` into `run_dir`: [`Session::open`] (a fresh run
+/// directory, or the state of its latest checkpoint), then per iteration a
+/// step, and at log points, evaluations and checkpoints the matching
+/// [`Session`] step; the summary at the end.
 pub fn train(
     cfg: &ExperimentConfig,
     data: &RunData,
@@ -197,91 +200,85 @@ pub fn train(
     run_dir: &Path,
     opts: &RunOptions,
 ) -> Result<Summary, Error> {
-    let t_start = Instant::now();
-    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
-    let ckpt_dir = run_dir.join("checkpoints");
-    let metrics_path = run_dir.join("metrics.jsonl");
-    let config_json = serde_json::to_value(cfg).expect("config serializes");
-    let (shared, mut method) = build(cfg, device)?;
-    let d = &cfg.data;
-    let mut source = Loader::new(
-        data.source.clone(),
-        d.input.clone(),
-        d.batch_size,
-        stream_seed(cfg.seed, 10),
-        d.sampling,
-    )?;
-    let mut target = Loader::new(
-        data.target.clone(),
-        d.input.clone(),
-        d.batch_size,
-        stream_seed(cfg.seed, 11),
-        d.sampling,
-    )?;
-
-    let mut start = 0;
-    let mut train_seconds = 0.0;
-    let mut wall_before = 0.0;
-    if opts.resume {
-        let saved_path = run_dir.join("config.json");
-        let mut saved: Value =
-            serde_json::from_slice(&std::fs::read(&saved_path).map_err(io(&saved_path))?)
-                .map_err(|e| Error::Run(format!("{}: {e}", saved_path.display())))?;
-        // A run written before methods owned their settings resumes too.
-        crate::config::migrate_legacy(&mut saved);
-        if saved != config_json {
-            return Err(Error::Run(format!(
-                "{}: the run was made with a different config; resume with the same config (see its config.json)",
-                run_dir.display()
-            )));
-        }
-        let Some(ckpt) = checkpoint::latest(&ckpt_dir)? else {
-            return Err(Error::Run(format!(
-                "{}: no checkpoint to resume from",
-                ckpt_dir.display()
-            )));
-        };
-        let state = checkpoint::read_state(&ckpt)?;
-        checkpoint::load_vars(&shared.vars, &ckpt.join("shared.safetensors"), device)?;
-        for (name, map) in method.var_maps() {
-            checkpoint::load_vars(map, &ckpt.join(format!("{name}.safetensors")), device)?;
-        }
-        for (name, opt) in method.optimizers() {
-            let tensors = checkpoint::read_optimizer(&ckpt, name, device)?;
-            let steps = state.optimizer_steps.get(name).cloned().unwrap_or_default();
-            opt.restore(tensors, steps)?;
-        }
-        source.restore(state.source_sampler)?;
-        target.restore(state.target_sampler)?;
-        shared.rng.restore(&state.rng);
-        start = state.iteration;
-        train_seconds = state.train_seconds;
-        wall_before = state.wall_seconds;
-        truncate_metrics(&metrics_path, start)?;
-        tracing::info!(
-            "resumed {} at iteration {start} from {}",
-            run_dir.display(),
-            ckpt.display()
-        );
-    } else {
-        if metrics_path.exists() || ckpt_dir.exists() {
-            return Err(Error::Run(format!(
-                "{} already holds a run; pass --resume to continue it or choose another --out",
-                run_dir.display()
-            )));
-        }
-        write_json(&run_dir.join("config.json"), &config_json)?;
-        write_json(
-            &run_dir.join("manifest.json"),
-            &manifest(cfg, data, device, opts)?,
-        )?;
-    }
-
+    let mut run = Session::open(cfg, data, device, run_dir, opts)?;
     let total = cfg.train.iterations;
     let end = opts.stop_after.map_or(total, |s| s.min(total));
     let log_every = cfg.train.eval_every.clamp(1, 50);
-    let bar = if opts.progress {
-        indicatif::ProgressBar::new(total as u64)
+    let bar = progress_bar(cfg, run.start, opts.progress);
+    let mut window = Window::new();
+    let mut last_target_acc = None;
+    for it in run.start..end {
+        let sp = run.step(it, &mut window)?;
+        let done = it + 1;
+        let eval_now = done % cfg.train.eval_every == 0 || done == total;
+        if !(done % log_every == 0 || eval_now || done == end) {
+            continue;
+        }
+        // Step statistics are read on the host (one device sync) only here.
+        let means = match run.log_point(done, &window) {
+            Ok(m) => m,
+            Err(e) => {
+                bar.abandon();
+                return Err(e);
+            }
+        };
+        bar.set_position(done as u64);
+        let acc_msg = last_target_acc
+            .map(|a: f64| format!(" target acc {:.2}%", a * 100.0))
+            .unwrap_or_default();
+        bar.set_message(format!(
+            "loss {:.4}{acc_msg}",
+            means.get("loss").copied().unwrap_or(f64::NAN)
+        ));
+        if !eval_now {
+            if done == end {
+                return Err(Error::Run(format!(
+                    "stop_after {end} is not an evaluation point (a multiple of train.eval_every = {})",
+                    cfg.train.eval_every
+                )));
+            }
+            continue;
+        }
+        last_target_acc = Some(run.evaluate(done, sp, &means, &mut window)?);
+        if done % cfg.train.checkpoint_every == 0 || done == total || done == end {
+            run.checkpoint(done)?;
+        }
+        window.restart();
+    }
+    bar.finish_and_clear();
+    if end < total {
+        return Ok(Summary::Stopped {
+            iteration: end as u64,
+        });
+    }
+    run.finish()
+}
+
+/// The step statistics of one evaluation interval: device-side sums, the
+/// steps they hold, and the interval's training time.
+struct Window {
+    sums: Vec<(&'static str, Tensor)>,
+    steps: usize,
+    started: Instant,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            sums: Vec::new(),
+            steps: 0,
+            started: Instant::now(),
+        }
+    }
+
+    fn restart(&mut self) {
+        *self = Self::new();
+    }
+}
+
+fn progress_bar(cfg: &ExperimentConfig, start: usize, visible: bool) -> indicatif::ProgressBar {
+    let bar = if visible {
+        indicatif::ProgressBar::new(cfg.train.iterations as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -293,152 +290,297 @@ pub fn train(
     );
     bar.set_prefix(format!("{} {}", cfg.task, cfg.method.name()));
     bar.set_position(start as u64);
+    bar
+}
 
-    let mut acc: Vec<(&'static str, Tensor)> = Vec::new();
-    let mut acc_n = 0;
-    let mut seg_start = Instant::now();
-    let mut seg_iters = 0;
-    let images_per_iter = d.batch_size * if method.uses_target() { 2 } else { 1 };
-    let mut last_target_acc = None;
-    let mut last_ckpt: Option<PathBuf> = checkpoint::latest(&ckpt_dir).ok().flatten();
-    for it in start..end {
-        let p = schedule::progress(it, total);
+/// A run in progress: its models, loaders and bookkeeping.
+struct Session<'a> {
+    cfg: &'a ExperimentConfig,
+    data: &'a RunData,
+    device: &'a Device,
+    run_dir: &'a Path,
+    ckpt_dir: PathBuf,
+    metrics_path: PathBuf,
+    shared: Shared,
+    method: Box<dyn Method>,
+    source: Loader,
+    target: Loader,
+    /// The first iteration this process trains.
+    start: usize,
+    /// Training seconds and wall seconds before this process.
+    train_seconds: f64,
+    wall_before: f64,
+    opened: Instant,
+    last_ckpt: Option<PathBuf>,
+}
+
+impl<'a> Session<'a> {
+    /// Builds the models and loaders of `cfg`; writes a fresh run's
+    /// `config.json` and `manifest.json`, or restores a resumed run from
+    /// its latest checkpoint.
+    fn open(
+        cfg: &'a ExperimentConfig,
+        data: &'a RunData,
+        device: &'a Device,
+        run_dir: &'a Path,
+        opts: &RunOptions,
+    ) -> Result<Self, Error> {
+        let opened = Instant::now();
+        std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+        let (shared, method) = build(cfg, device)?;
+        let d = &cfg.data;
+        let loader = |set: &Arc<Dataset>, stream: u64| {
+            Loader::new(
+                set.clone(),
+                d.input.clone(),
+                d.batch_size,
+                stream_seed(cfg.seed, stream),
+                d.sampling,
+            )
+        };
+        let mut run = Session {
+            cfg,
+            data,
+            device,
+            run_dir,
+            ckpt_dir: run_dir.join("checkpoints"),
+            metrics_path: run_dir.join("metrics.jsonl"),
+            shared,
+            method,
+            source: loader(&data.source, 10)?,
+            target: loader(&data.target, 11)?,
+            start: 0,
+            train_seconds: 0.0,
+            wall_before: 0.0,
+            opened,
+            last_ckpt: None,
+        };
+        if opts.resume {
+            run.resume()?;
+        } else {
+            run.create(opts)?;
+        }
+        run.last_ckpt = checkpoint::latest(&run.ckpt_dir).ok().flatten();
+        Ok(run)
+    }
+
+    /// A fresh run: refuses a directory that holds one, writes the config
+    /// and the manifest.
+    fn create(&self, opts: &RunOptions) -> Result<(), Error> {
+        if self.metrics_path.exists() || self.ckpt_dir.exists() {
+            return Err(Error::Run(format!(
+                "{} already holds a run; pass --resume to continue it or choose another --out",
+                self.run_dir.display()
+            )));
+        }
+        // Through a Value: keys sorted, as every record here.
+        let config = serde_json::to_value(self.cfg).expect("config serializes");
+        write_json(&self.run_dir.join("config.json"), &config)?;
+        write_json(
+            &self.run_dir.join("manifest.json"),
+            &manifest(self.cfg, self.data, self.device, opts)?,
+        )
+    }
+
+    /// Restores models, optimizers, samplers and RNG from the latest
+    /// checkpoint, after checking the run was made with this config (older
+    /// layouts migrated), and drops metrics lines past it.
+    fn resume(&mut self) -> Result<(), Error> {
+        let saved_path = self.run_dir.join("config.json");
+        let mut saved: Value =
+            serde_json::from_slice(&std::fs::read(&saved_path).map_err(io(&saved_path))?)
+                .map_err(|e| Error::Run(format!("{}: {e}", saved_path.display())))?;
+        // A run written before methods owned their settings resumes too.
+        crate::config::migrate_legacy(&mut saved);
+        if saved != serde_json::to_value(self.cfg).expect("config serializes") {
+            return Err(Error::Run(format!(
+                "{}: the run was made with a different config; resume with the same config (see its config.json)",
+                self.run_dir.display()
+            )));
+        }
+        let Some(ckpt) = checkpoint::latest(&self.ckpt_dir)? else {
+            return Err(Error::Run(format!(
+                "{}: no checkpoint to resume from",
+                self.ckpt_dir.display()
+            )));
+        };
+        let state = checkpoint::read_state(&ckpt)?;
+        let device = self.device;
+        checkpoint::load_vars(&self.shared.vars, &ckpt.join("shared.safetensors"), device)?;
+        for (name, map) in self.method.var_maps() {
+            checkpoint::load_vars(map, &ckpt.join(format!("{name}.safetensors")), device)?;
+        }
+        for (name, opt) in self.method.optimizers() {
+            let tensors = checkpoint::read_optimizer(&ckpt, name, device)?;
+            let steps = state.optimizer_steps.get(name).cloned().unwrap_or_default();
+            opt.restore(tensors, steps)?;
+        }
+        self.source.restore(state.source_sampler)?;
+        self.target.restore(state.target_sampler)?;
+        self.shared.rng.restore(&state.rng);
+        self.start = state.iteration;
+        self.train_seconds = state.train_seconds;
+        self.wall_before = state.wall_seconds;
+        truncate_metrics(&self.metrics_path, self.start)?;
+        tracing::info!(
+            "resumed {} at iteration {} from {}",
+            self.run_dir.display(),
+            self.start,
+            ckpt.display()
+        );
+        Ok(())
+    }
+
+    fn images_per_iter(&self) -> usize {
+        self.cfg.data.batch_size * if self.method.uses_target() { 2 } else { 1 }
+    }
+
+    /// One training step of iteration `it`; its statistics join `window`.
+    fn step(&mut self, it: usize, window: &mut Window) -> Result<StepParams, Error> {
+        let cfg = self.cfg;
+        let p = schedule::progress(it, cfg.train.iterations);
         let sp = StepParams {
             p,
             lr: schedule::lr_at(&cfg.optim, p),
             lambda: schedule::lambda(cfg.adapt.lambda_max, cfg.adapt.gamma, p),
         };
-        let src = source.next_batch(device)?;
-        let tgt = if method.uses_target() {
-            Some(target.next_batch(device)?)
+        let src = self.source.next_batch(self.device)?;
+        let tgt = if self.method.uses_target() {
+            Some(self.target.next_batch(self.device)?)
         } else {
             None
         };
-        let stats = method.step(&shared, &src, tgt.as_ref(), sp)?;
-        add_stats(&mut acc, stats)?;
-        acc_n += 1;
-        seg_iters += 1;
-        let done = it + 1;
-        let eval_now = done % cfg.train.eval_every == 0 || done == total;
-        // Step statistics are read on the host (one device sync) only here.
-        let mut means = None;
-        if done % log_every == 0 || eval_now || done == end {
-            let read = read_scalars(&acc, acc_n)?;
-            if let Some((name, v)) = read.iter().find(|(_, v)| !v.is_finite()) {
-                bar.abandon();
-                let err = Error::NonFinite {
-                    iteration: done,
-                    what: name.to_string(),
-                    value: *v,
-                    last_checkpoint: last_ckpt,
-                };
-                // Recorded for reports, which flag it instead of averaging it.
-                let record = Summary::Diverged {
-                    iteration: done as u64,
-                    error: err.to_string(),
-                };
-                write_json(&run_dir.join("summary.json"), &record)?;
-                return Err(err);
-            }
-            bar.set_position(done as u64);
-            let acc_msg = last_target_acc
-                .map(|a: f64| format!(" target acc {:.2}%", a * 100.0))
-                .unwrap_or_default();
-            bar.set_message(format!(
-                "loss {:.4}{acc_msg}",
-                read.get("loss").copied().unwrap_or(f64::NAN)
-            ));
-            means = Some(read);
-        }
-        if let (true, Some(means)) = (eval_now, means) {
-            let seg_seconds = seg_start.elapsed().as_secs_f64();
-            train_seconds += seg_seconds;
-            let (line, energies) = evaluation_line(
-                cfg,
-                &shared,
-                method.as_ref(),
-                data,
-                device,
-                done,
-                sp,
-                &means,
-                seg_iters,
-                seg_seconds,
-                images_per_iter,
-            )?;
-            last_target_acc = Some(line.target_acc);
-            if let Some(snap) =
-                energies.filter(|_| done == cfg.train.eval_every.min(total) || done == total)
-            {
-                write_energies(run_dir, &snap)?;
-            }
-            tracing::info!(
-                "{} {} seed {} it {done}/{total}: target acc {:.2}%{} loss {:.4}",
-                cfg.task,
-                cfg.method.name(),
-                cfg.seed,
-                last_target_acc.unwrap_or(0.0) * 100.0,
-                line.source_acc
-                    .map(|a| format!(", source acc {:.2}%", a * 100.0))
-                    .unwrap_or_default(),
-                means.get("loss").copied().unwrap_or(f64::NAN)
-            );
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&metrics_path)
-                .map_err(io(&metrics_path))?;
-            writeln!(f, "{}", line.to_json_line()).map_err(io(&metrics_path))?;
-            acc.clear();
-            acc_n = 0;
-            seg_iters = 0;
-            if done % cfg.train.checkpoint_every == 0 || done == total || done == end {
-                let mut optimizers = Vec::new();
-                let mut steps = BTreeMap::new();
-                for (name, opt) in method.optimizers() {
-                    let (tensors, s) = opt.state();
-                    optimizers.push((name, tensors));
-                    steps.insert(name.to_string(), s);
-                }
-                let mut var_maps = vec![("shared", &shared.vars)];
-                var_maps.extend(method.var_maps());
-                let state = TrainerState {
-                    iteration: done,
-                    source_sampler: source.state(),
-                    target_sampler: target.state(),
-                    rng: shared.rng.state(),
-                    optimizer_steps: steps,
-                    train_seconds,
-                    wall_seconds: wall_before + t_start.elapsed().as_secs_f64(),
-                };
-                last_ckpt = Some(checkpoint::save(
-                    &ckpt_dir,
-                    CheckpointParts {
-                        var_maps,
-                        optimizers,
-                    },
-                    &state,
-                    cfg.train.keep_checkpoints,
-                )?);
-            }
-            seg_start = Instant::now();
-        } else if done == end {
-            return Err(Error::Run(format!(
-                "stop_after {end} is not an evaluation point (a multiple of train.eval_every = {})",
-                cfg.train.eval_every
-            )));
-        }
+        let stats = self.method.step(&self.shared, &src, tgt.as_ref(), sp)?;
+        add_stats(&mut window.sums, stats)?;
+        window.steps += 1;
+        Ok(sp)
     }
-    bar.finish_and_clear();
-    let wall = wall_before + t_start.elapsed().as_secs_f64();
-    if end < total {
-        return Ok(Summary::Stopped {
-            iteration: end as u64,
-        });
+
+    /// The interval's mean statistics; a non-finite one stops the run with
+    /// an error (recorded in `summary.json` as diverged) before anything
+    /// else is written, so the last checkpoint stays the last good one.
+    fn log_point(
+        &self,
+        done: usize,
+        window: &Window,
+    ) -> Result<BTreeMap<&'static str, f64>, Error> {
+        let means = read_scalars(&window.sums, window.steps)?;
+        if let Some((name, v)) = means.iter().find(|(_, v)| !v.is_finite()) {
+            let err = Error::NonFinite {
+                iteration: done,
+                what: name.to_string(),
+                value: *v,
+                last_checkpoint: self.last_ckpt.clone(),
+            };
+            // Recorded for reports, which flag it instead of averaging it.
+            let record = Summary::Diverged {
+                iteration: done as u64,
+                error: err.to_string(),
+            };
+            write_json(&self.run_dir.join("summary.json"), &record)?;
+            return Err(err);
+        }
+        Ok(means)
     }
-    let summary = summarize(cfg, &metrics_path, wall, train_seconds, images_per_iter)?;
-    write_json(&run_dir.join("summary.json"), &summary)?;
-    Ok(summary)
+
+    /// Evaluates at `done`, appends the metrics line (and the energy
+    /// snapshots of the first and last evaluation); returns the target
+    /// accuracy.
+    fn evaluate(
+        &mut self,
+        done: usize,
+        sp: StepParams,
+        means: &BTreeMap<&'static str, f64>,
+        window: &mut Window,
+    ) -> Result<f64, Error> {
+        let cfg = self.cfg;
+        let total = cfg.train.iterations;
+        let seg_seconds = window.started.elapsed().as_secs_f64();
+        self.train_seconds += seg_seconds;
+        let (line, energies) = evaluation_line(
+            cfg,
+            &self.shared,
+            self.method.as_ref(),
+            self.data,
+            self.device,
+            done,
+            sp,
+            means,
+            window.steps,
+            seg_seconds,
+            self.images_per_iter(),
+        )?;
+        if let Some(snap) =
+            energies.filter(|_| done == cfg.train.eval_every.min(total) || done == total)
+        {
+            write_energies(self.run_dir, &snap)?;
+        }
+        tracing::info!(
+            "{} {} seed {} it {done}/{total}: target acc {:.2}%{} loss {:.4}",
+            cfg.task,
+            cfg.method.name(),
+            cfg.seed,
+            line.target_acc * 100.0,
+            line.source_acc
+                .map(|a| format!(", source acc {:.2}%", a * 100.0))
+                .unwrap_or_default(),
+            means.get("loss").copied().unwrap_or(f64::NAN)
+        );
+        let path = &self.metrics_path;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io(path))?;
+        writeln!(f, "{}", line.to_json_line()).map_err(io(path))?;
+        Ok(line.target_acc)
+    }
+
+    /// Writes a checkpoint at `done` (atomically; older ones pruned).
+    fn checkpoint(&mut self, done: usize) -> Result<(), Error> {
+        let mut optimizers = Vec::new();
+        let mut steps = BTreeMap::new();
+        for (name, opt) in self.method.optimizers() {
+            let (tensors, s) = opt.state();
+            optimizers.push((name, tensors));
+            steps.insert(name.to_string(), s);
+        }
+        let mut var_maps = vec![("shared", &self.shared.vars)];
+        var_maps.extend(self.method.var_maps());
+        let state = TrainerState {
+            iteration: done,
+            source_sampler: self.source.state(),
+            target_sampler: self.target.state(),
+            rng: self.shared.rng.state(),
+            optimizer_steps: steps,
+            train_seconds: self.train_seconds,
+            wall_seconds: self.wall_before + self.opened.elapsed().as_secs_f64(),
+        };
+        self.last_ckpt = Some(checkpoint::save(
+            &self.ckpt_dir,
+            CheckpointParts {
+                var_maps,
+                optimizers,
+            },
+            &state,
+            self.cfg.train.keep_checkpoints,
+        )?);
+        Ok(())
+    }
+
+    /// Writes and returns the finished run's summary.
+    fn finish(self) -> Result<Summary, Error> {
+        let wall = self.wall_before + self.opened.elapsed().as_secs_f64();
+        let summary = summarize(
+            self.cfg,
+            &self.metrics_path,
+            wall,
+            self.train_seconds,
+            self.images_per_iter(),
+        )?;
+        write_json(&self.run_dir.join("summary.json"), &summary)?;
+        Ok(summary)
+    }
 }
 
 /// Builds the models of `cfg` and fills them from checkpoint directory `ckpt`.
