@@ -126,7 +126,7 @@ fn mlp_and_bottleneck() {
         .collect();
     let backbone = groups.iter().filter(|(_, g)| *g == Group::Backbone).count();
     assert_eq!(
-        backbone, 8,
+        backbone, 6,
         "LeNet's conv1, conv2, fc weights and biases: {groups:?}"
     );
     for (n, g) in &groups {
