@@ -36,7 +36,7 @@ pub struct BenchArgs {
 fn config(method: &str, arch: &str, batch: usize) -> Result<ExperimentConfig> {
     let mut sets = vec![
         format!("method={method}"),
-        format!("model.features.arch={arch}"),
+        format!("model.features.backbone={arch}"),
         format!("data.batch_size={batch}"),
     ];
     if arch == "dtn" {

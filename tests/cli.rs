@@ -22,7 +22,7 @@ fn config_show_prints_resolved_json_with_the_override() {
     assert_eq!(cfg["method"]["ebda"]["critic"]["margin"], 2.5);
     // Defaults are filled in.
     assert_eq!(cfg["method"]["ebda"]["critic"]["energy"], "relative");
-    assert_eq!(cfg["model"]["features"]["arch"], "lenet");
+    assert!(cfg["model"]["features"]["backbone"]["lenet"].is_object());
 }
 
 #[test]

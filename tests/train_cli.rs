@@ -353,6 +353,42 @@ fn a_killed_run_resumes_to_the_same_final_metrics() {
         metrics_without_timing(&stopped),
         metrics_without_timing(&full)
     );
+
+    // A run directory of the older config layout (ebda 0.1: `"method":
+    // "ebda"` beside `model.critic` and `adapt.critic_*`, a flat
+    // `model.features` with `arch`) resumes to the same metrics.
+    let legacy = dir.join("legacy");
+    args[4] = legacy.to_str().unwrap();
+    assert!(ebda(&args).status.success());
+    let path = legacy.join("config.json");
+    let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let ebda_section = c["method"]["ebda"].take();
+    c["method"] = Value::from("ebda");
+    c["model"]["critic"] = ebda_section["critic"].clone();
+    for k in [
+        "critic_steps",
+        "critic_optim",
+        "margin_schedule",
+        "margin_start",
+    ] {
+        c["adapt"][k] = ebda_section[k].clone();
+    }
+    c["model"]["features"] = serde_json::json!({
+        "arch": "lenet", "in_channels": null, "in_dim": 2048, "hidden": [500],
+        "dropout": null, "spatial_dropout": true, "bottleneck": null
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&c).unwrap()).unwrap();
+    let out = ebda(&[
+        "train",
+        "--resume",
+        legacy.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        metrics_without_timing(&legacy),
+        metrics_without_timing(&full)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -36,10 +36,126 @@
 //! # Ok::<(), ebda_config::ConfigError>(())
 //! ```
 
+#[doc(hidden)]
+pub use serde as __serde;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
+
+/// Declares a config enum whose variants are named alternatives, each with
+/// its own settings (a method, a backbone): written `"name"` for that
+/// variant's defaults or `{"name": {...}}` with its settings, so a `--set
+/// key=name` switches the variant and `--set key.name.field=v` sets one of
+/// its fields. Errors keep their key paths (`key.name.field: ...`), an
+/// unknown name lists the known ones, and a section with two names is
+/// refused. Adds `NAMES`, `name()` and `named(name)`.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// #[serde(default, deny_unknown_fields)]
+/// pub struct Small { pub width: usize }
+///
+/// #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// #[serde(default, deny_unknown_fields)]
+/// pub struct Big { pub depth: usize }
+///
+/// ebda_config::tagged_config! {
+///     /// A model size.
+///     pub enum Size {
+///         "small" => Small(Small),
+///         "big" => Big(Big),
+///     }
+/// }
+///
+/// let a: Size = serde_json::from_str(r#""big""#)?;
+/// assert_eq!(a, Size::Big(Big::default()));
+/// let b: Size = serde_json::from_str(r#"{"small": {"width": 3}}"#)?;
+/// assert_eq!(serde_json::to_string(&b)?, r#"{"small":{"width":3}}"#);
+/// assert_eq!((b.name(), Size::NAMES), ("small", &["small", "big"][..]));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[macro_export]
+macro_rules! tagged_config {
+    ($(#[$meta:meta])* $vis:vis enum $Enum:ident { $( $name:literal => $variant:ident($config:ty) ),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq)]
+        $vis enum $Enum {
+            $( $variant($config), )*
+        }
+
+        impl $Enum {
+            /// The variants' names, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// The name written in configs.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => $name, )*
+                }
+            }
+
+            /// The variant `name` with its default settings.
+            pub fn named(name: &str) -> Option<Self> {
+                match name {
+                    $( $name => Some(Self::$variant(<$config as Default>::default())), )*
+                    _ => None,
+                }
+            }
+        }
+
+        impl $crate::__serde::Serialize for $Enum {
+            fn serialize<S: $crate::__serde::Serializer>(&self, s: S) -> ::core::result::Result<S::Ok, S::Error> {
+                use $crate::__serde::ser::SerializeMap;
+                let mut map = s.serialize_map(Some(1))?;
+                match self {
+                    $( Self::$variant(c) => map.serialize_entry($name, c)?, )*
+                }
+                map.end()
+            }
+        }
+
+        impl<'de> $crate::__serde::Deserialize<'de> for $Enum {
+            fn deserialize<D: $crate::__serde::Deserializer<'de>>(d: D) -> ::core::result::Result<Self, D::Error> {
+                use $crate::__serde::de::{self, MapAccess, Visitor};
+                struct Tagged;
+                impl<'de> Visitor<'de> for Tagged {
+                    type Value = $Enum;
+
+                    fn expecting(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+                        write!(f, "a name or a section keyed by one, one of {:?}", $Enum::NAMES)
+                    }
+
+                    fn visit_str<E: de::Error>(self, name: &str) -> ::core::result::Result<$Enum, E> {
+                        $Enum::named(name).ok_or_else(|| E::unknown_variant(name, $Enum::NAMES))
+                    }
+
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> ::core::result::Result<$Enum, A::Error> {
+                        let Some(name) = map.next_key::<String>()? else {
+                            return Err(de::Error::custom(format!(
+                                "empty section: expected one key, the name, one of {:?}",
+                                $Enum::NAMES
+                            )));
+                        };
+                        let value = match name.as_str() {
+                            $( $name => $Enum::$variant(map.next_value()?), )*
+                            other => return Err(de::Error::unknown_variant(other, $Enum::NAMES)),
+                        };
+                        if let Some(second) = map.next_key::<String>()? {
+                            return Err(de::Error::custom(format!(
+                                "one choice per section: found {name:?} and {second:?}"
+                            )));
+                        }
+                        Ok(value)
+                    }
+                }
+                d.deserialize_any(Tagged)
+            }
+        }
+    };
+}
 
 /// Everything that can go wrong while resolving a config.
 #[derive(Debug, thiserror::Error)]

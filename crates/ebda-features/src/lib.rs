@@ -1,6 +1,6 @@
 //! Feature extractors `F: x ↦ f ∈ ℝ^D` for domain adaptation, behind one trait.
 //!
-//! | arch    | input        | architecture                                                   | D   |
+//! | backbone | input       | architecture                                                   | D   |
 //! |---------|--------------|----------------------------------------------------------------|-----|
 //! | `lenet` | `1×28×28`    | conv 1→20 k5, pool 2, ReLU; conv 20→50 k5, Dropout2d 0.5, pool 2, ReLU; fc 800→500, ReLU, Dropout 0.5 | 500 |
 //! | `dtn`   | `3×32×32`    | 3 × (conv k5 s2 p2, BN, Dropout2d 0.1/0.3/0.5, ReLU) with 64/128/256 channels; fc 4096→512, BN, ReLU, Dropout 0.5 | 512 |
@@ -14,6 +14,11 @@
 //!
 //! An optional bottleneck `Linear → BatchNorm1d → ReLU` (tllib's
 //! `ImageClassifier` bottleneck) maps the backbone output to `bottleneck` dims.
+//!
+//! Each backbone owns its settings ([`BackboneConfig`]): a config says
+//! `"backbone": "dtn"` or `"backbone": {"mlp": {"in_dim": 800}}`. Adding a
+//! backbone is one module implementing [`FeatureExtractor`] and one variant
+//! of [`BackboneConfig`] with its config.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -48,7 +53,7 @@ use serde::{Deserialize, Serialize};
 pub enum Error {
     /// A configuration value is out of range; `key` is relative to the features section.
     #[error("{key}: {reason}")]
-    Config { key: &'static str, reason: String },
+    Config { key: String, reason: String },
     /// An input batch does not have the shape the extractor was built for.
     #[error("{arch} input: {reason}")]
     Input { arch: &'static str, reason: String },
@@ -98,139 +103,206 @@ pub enum Group {
     NewLayers,
 }
 
-/// The backbone architectures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    /// LeNet for 28×28 digits (MNIST, USPS resized).
-    #[default]
-    Lenet,
-    /// DTN for 32×32 digits (SVHN, MNIST-M).
-    Dtn,
-    /// MLP over precomputed feature vectors.
-    Mlp,
-}
+/// Reference dropout before the output layer of every backbone (tllib).
+const REFERENCE_DROPOUT: f64 = 0.5;
 
-/// Configuration of a feature extractor.
+/// LeNet's settings (28×28 digits: MNIST, USPS resized).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct FeaturesConfig {
-    /// Backbone architecture.
-    pub arch: Arch,
-    /// Input channels of a convolutional backbone (LeNet: 1 as in tllib;
-    /// DTN: 3). `null` takes the architecture's own.
-    pub in_channels: Option<usize>,
-    /// Input width of the `mlp` backbone (e.g. 2048 for ResNet-50 features).
-    pub in_dim: usize,
-    /// Hidden widths of the `mlp` backbone; the last is the feature width.
-    pub hidden: Vec<usize>,
-    /// Dropout before the output (LeNet, DTN) or after each MLP layer; `null`
-    /// keeps the reference 0.5.
-    pub dropout: Option<f64>,
-    /// The reference's channel dropout inside the conv blocks (LeNet 0.5;
-    /// DTN 0.1, 0.3, 0.5).
+pub struct LenetConfig {
+    /// Input channels (1 as in tllib; 3 for RGB digits).
+    pub in_channels: usize,
+    /// Dropout before the output (tllib: 0.5).
+    pub dropout: f64,
+    /// The reference's channel dropout (0.5) on conv2's output.
     pub spatial_dropout: bool,
+}
+
+impl Default for LenetConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: lenet::IN_CHANNELS,
+            dropout: REFERENCE_DROPOUT,
+            spatial_dropout: true,
+        }
+    }
+}
+
+/// DTN's settings (32×32 digits: SVHN, MNIST-M).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DtnConfig {
+    /// Input channels (3).
+    pub in_channels: usize,
+    /// Dropout before the output (tllib: 0.5).
+    pub dropout: f64,
+    /// The reference's channel dropout in the conv blocks (0.1, 0.3, 0.5).
+    pub spatial_dropout: bool,
+}
+
+impl Default for DtnConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: dtn::IN_CHANNELS,
+            dropout: REFERENCE_DROPOUT,
+            spatial_dropout: true,
+        }
+    }
+}
+
+/// The MLP's settings (precomputed feature vectors).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlpConfig {
+    /// Input width (e.g. 2048 for ResNet-50 features).
+    pub in_dim: usize,
+    /// Hidden widths; the last is the feature width.
+    pub hidden: Vec<usize>,
+    /// Dropout after each layer.
+    pub dropout: f64,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        Self {
+            in_dim: 2048,
+            hidden: vec![500],
+            dropout: REFERENCE_DROPOUT,
+        }
+    }
+}
+
+ebda_config::tagged_config! {
+    /// The backbone and its own settings. In a config: `"backbone": "dtn"`
+    /// (its defaults) or `"backbone": {"mlp": {"in_dim": 800}}`.
+    pub enum BackboneConfig {
+        "lenet" => Lenet(LenetConfig),
+        "dtn" => Dtn(DtnConfig),
+        "mlp" => Mlp(MlpConfig),
+    }
+}
+
+impl Default for BackboneConfig {
+    fn default() -> Self {
+        Self::Lenet(LenetConfig::default())
+    }
+}
+
+/// Configuration of a feature extractor: a backbone and an optional
+/// bottleneck on top.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeaturesConfig {
+    pub backbone: BackboneConfig,
     /// Optional bottleneck width (`Linear → BatchNorm1d → ReLU`) on top.
     pub bottleneck: Option<usize>,
 }
 
-impl Default for FeaturesConfig {
-    fn default() -> Self {
-        Self {
-            arch: Arch::Lenet,
-            in_channels: None,
-            in_dim: 2048,
-            hidden: vec![500],
-            dropout: None,
-            spatial_dropout: true,
-            bottleneck: None,
-        }
+fn invalid(key: impl Into<String>, reason: String) -> Error {
+    Error::Config {
+        key: key.into(),
+        reason,
     }
 }
 
-fn invalid(key: &'static str, reason: String) -> Error {
-    Error::Config { key, reason }
+fn check_dropout(key: &str, p: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be in [0, 1], got {p}")))
+    }
 }
 
-/// Reference dropout before the output layer of every backbone (tllib).
-const REFERENCE_DROPOUT: f64 = 0.5;
+fn check_channels(key: &str, c: usize) -> Result<()> {
+    if c == 0 {
+        Err(invalid(key, "must be > 0, got 0".into()))
+    } else {
+        Ok(())
+    }
+}
 
 impl FeaturesConfig {
-    /// Checks every field; the error names the field and the bad value.
-    pub fn validate(&self) -> Result<()> {
-        if self.in_channels == Some(0) {
-            return Err(invalid("in_channels", "must be > 0, got 0".into()));
+    /// A config of `backbone` with its defaults and no bottleneck.
+    pub fn of(backbone: BackboneConfig) -> Self {
+        Self {
+            backbone,
+            bottleneck: None,
         }
-        if let Some(p) = self.dropout
-            && !(0.0..=1.0).contains(&p)
-        {
-            return Err(invalid("dropout", format!("must be in [0, 1], got {p}")));
+    }
+
+    /// Checks every field; the error names the field (relative to the
+    /// features section) and the bad value.
+    pub fn validate(&self) -> Result<()> {
+        let at = |field: &str| format!("backbone.{}.{field}", self.backbone.name());
+        match &self.backbone {
+            BackboneConfig::Lenet(c) => {
+                check_channels(&at("in_channels"), c.in_channels)?;
+                check_dropout(&at("dropout"), c.dropout)?;
+            }
+            BackboneConfig::Dtn(c) => {
+                check_channels(&at("in_channels"), c.in_channels)?;
+                check_dropout(&at("dropout"), c.dropout)?;
+            }
+            BackboneConfig::Mlp(c) => {
+                check_dropout(&at("dropout"), c.dropout)?;
+                if c.in_dim == 0 {
+                    return Err(invalid(at("in_dim"), "must be > 0, got 0".into()));
+                }
+                if c.hidden.is_empty() {
+                    return Err(invalid(
+                        at("hidden"),
+                        "must list at least one width, got []".into(),
+                    ));
+                }
+                if let Some(i) = c.hidden.iter().position(|&h| h == 0) {
+                    return Err(invalid(
+                        at("hidden"),
+                        format!("widths must be > 0, got 0 at index {i}"),
+                    ));
+                }
+            }
         }
         if self.bottleneck == Some(0) {
             return Err(invalid("bottleneck", "must be > 0, got 0".into()));
         }
-        if self.arch == Arch::Mlp {
-            if self.in_dim == 0 {
-                return Err(invalid("in_dim", "must be > 0 for arch mlp, got 0".into()));
-            }
-            if self.hidden.is_empty() {
-                return Err(invalid(
-                    "hidden",
-                    "must list at least one width for arch mlp, got []".into(),
-                ));
-            }
-            if let Some(i) = self.hidden.iter().position(|&h| h == 0) {
-                return Err(invalid(
-                    "hidden",
-                    format!("widths must be > 0, got 0 at index {i}"),
-                ));
-            }
-        }
         Ok(())
+    }
+
+    /// The width of the backbone's output (before any bottleneck).
+    pub fn backbone_dim(&self) -> usize {
+        match &self.backbone {
+            BackboneConfig::Lenet(_) => lenet::OUT_DIM,
+            BackboneConfig::Dtn(_) => dtn::OUT_DIM,
+            BackboneConfig::Mlp(c) => c.hidden.last().copied().unwrap_or(c.in_dim),
+        }
     }
 
     /// The feature width `D` this config produces.
     pub fn out_dim(&self) -> usize {
-        if let Some(b) = self.bottleneck {
-            return b;
-        }
-        match self.arch {
-            Arch::Lenet => lenet::OUT_DIM,
-            Arch::Dtn => dtn::OUT_DIM,
-            Arch::Mlp => self.hidden.last().copied().unwrap_or(self.in_dim),
-        }
-    }
-
-    fn dropout_p(&self) -> f64 {
-        self.dropout.unwrap_or(REFERENCE_DROPOUT)
+        self.bottleneck.unwrap_or_else(|| self.backbone_dim())
     }
 
     /// Builds the extractor; backbone variables live under [`BACKBONE`]`.`,
     /// the bottleneck's under `bottleneck.` (see [`FeatureExtractor::group`]).
     pub fn init(&self, vb: VarBuilder, rng: &Rng) -> Result<Box<dyn FeatureExtractor>> {
         self.validate()?;
-        let backbone: Box<dyn FeatureExtractor> = match self.arch {
-            Arch::Lenet => Box::new(LeNet::new(
-                self.in_channels.unwrap_or(lenet::IN_CHANNELS),
-                self.dropout_p(),
-                self.spatial_dropout,
-                vb.pp(BACKBONE),
+        let vbb = vb.pp(BACKBONE);
+        let backbone: Box<dyn FeatureExtractor> = match &self.backbone {
+            BackboneConfig::Lenet(c) => Box::new(LeNet::new(
+                c.in_channels,
+                c.dropout,
+                c.spatial_dropout,
+                vbb,
                 rng,
             )?),
-            Arch::Dtn => Box::new(Dtn::new(
-                self.in_channels.unwrap_or(dtn::IN_CHANNELS),
-                self.dropout_p(),
-                self.spatial_dropout,
-                vb.pp(BACKBONE),
+            BackboneConfig::Dtn(c) => Box::new(Dtn::new(
+                c.in_channels,
+                c.dropout,
+                c.spatial_dropout,
+                vbb,
                 rng,
             )?),
-            Arch::Mlp => Box::new(Mlp::new(
-                self.in_dim,
-                &self.hidden,
-                self.dropout_p(),
-                vb.pp(BACKBONE),
-                rng,
-            )?),
+            BackboneConfig::Mlp(c) => Box::new(Mlp::new(c.in_dim, &c.hidden, c.dropout, vbb, rng)?),
         };
         match self.bottleneck {
             None => Ok(backbone),

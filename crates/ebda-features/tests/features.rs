@@ -2,7 +2,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use ebda_features::{Arch, FeatureExtractor, FeaturesConfig, Group};
+use ebda_features::{
+    BackboneConfig, FeatureExtractor, FeaturesConfig, Group, LenetConfig, MlpConfig,
+};
 use ebda_nn::{Rng, named_vars, parameter_count, seeded_var_builder, trainable_vars};
 
 use ebda_testkit::device;
@@ -75,10 +77,7 @@ fn lenet_matches_the_reference() {
 #[test]
 fn dtn_matches_the_reference_and_uses_running_stats_in_eval() {
     let dev = device();
-    let cfg = FeaturesConfig {
-        arch: Arch::Dtn,
-        ..Default::default()
-    };
+    let cfg = FeaturesConfig::of(BackboneConfig::named("dtn").unwrap());
     let (map, f) = build(&cfg, &dev);
     // conv 3·64·25+64 = 4 864, 64·128·25+128 = 204 928, 128·256·25+256 = 819 456;
     // BN2d γ,β: 2·(64+128+256) = 896; fc 4096·512+512 = 2 097 664; BN1d γ,β: 1 024.
@@ -96,12 +95,11 @@ fn dtn_matches_the_reference_and_uses_running_stats_in_eval() {
 #[test]
 fn mlp_and_bottleneck() {
     let dev = device();
-    let cfg = FeaturesConfig {
-        arch: Arch::Mlp,
+    let cfg = FeaturesConfig::of(BackboneConfig::Mlp(MlpConfig {
         in_dim: 20,
         hidden: vec![16, 12],
         ..Default::default()
-    };
+    }));
     let (map, f) = build(&cfg, &dev);
     assert_eq!(parameter_count(&map), 20 * 16 + 16 + 16 * 12 + 12);
     assert_eq!(f.out_dim(), 12);
@@ -138,11 +136,11 @@ fn mlp_and_bottleneck() {
 #[test]
 fn without_dropout_train_and_eval_agree_for_lenet() {
     let dev = device();
-    let cfg = FeaturesConfig {
-        dropout: Some(0.0),
+    let cfg = FeaturesConfig::of(BackboneConfig::Lenet(LenetConfig {
+        dropout: 0.0,
         spatial_dropout: false,
         ..Default::default()
-    };
+    }));
     let (_, f) = build(&cfg, &dev);
     let x = Tensor::randn(0f32, 1., (4, 1, 28, 28), &dev).unwrap();
     assert_eq!(
@@ -159,19 +157,25 @@ fn bad_config_is_named() {
     let bad = |c: FeaturesConfig| c.validate().unwrap_err().to_string();
     let d = FeaturesConfig::default();
     assert_eq!(
-        bad(FeaturesConfig {
-            dropout: Some(1.5),
-            ..d.clone()
-        }),
-        "dropout: must be in [0, 1], got 1.5"
+        bad(FeaturesConfig::of(BackboneConfig::Lenet(LenetConfig {
+            dropout: 1.5,
+            ..Default::default()
+        }))),
+        "backbone.lenet.dropout: must be in [0, 1], got 1.5"
     );
     assert_eq!(
-        bad(FeaturesConfig {
-            arch: Arch::Mlp,
+        bad(FeaturesConfig::of(BackboneConfig::Mlp(MlpConfig {
             hidden: vec![],
-            ..d.clone()
-        }),
-        "hidden: must list at least one width for arch mlp, got []"
+            ..Default::default()
+        }))),
+        "backbone.mlp.hidden: must list at least one width, got []"
+    );
+    assert_eq!(
+        bad(FeaturesConfig::of(BackboneConfig::Lenet(LenetConfig {
+            in_channels: 0,
+            ..Default::default()
+        }))),
+        "backbone.lenet.in_channels: must be > 0, got 0"
     );
     assert_eq!(
         bad(FeaturesConfig {
@@ -190,11 +194,11 @@ fn lenet_gradient_matches_finite_differences() {
     let dev = Device::Cpu;
     let map = VarMap::new();
     let vb = seeded_var_builder(&map, 3, DType::F64, &dev);
-    let cfg = FeaturesConfig {
-        dropout: Some(0.0),
+    let cfg = FeaturesConfig::of(BackboneConfig::Lenet(LenetConfig {
+        dropout: 0.0,
         spatial_dropout: false,
         ..Default::default()
-    };
+    }));
     let f = cfg.init(vb, &Rng::new(0)).unwrap();
     let x = Tensor::randn(0f64, 1., (2, 1, 28, 28), &dev).unwrap();
     let w = Tensor::randn(0f64, 1., (2, 500), &dev).unwrap();

@@ -13,7 +13,7 @@ use crate::config::ExperimentConfig;
 use crate::methods::{StepParams, build};
 use candle_core::{DType, Device, Tensor};
 use ebda_data::Batch;
-use ebda_features::{Arch, FeaturesConfig};
+use ebda_features::{BackboneConfig, FeaturesConfig};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -50,30 +50,23 @@ pub fn extractor_macs(f: &FeaturesConfig) -> f64 {
     let conv = |cin: usize, cout: usize, k: usize, hout: usize, wout: usize| {
         (cout * hout * wout * cin * k * k) as f64
     };
-    let backbone = match f.arch {
-        Arch::Lenet => {
-            let c = f.in_channels.unwrap_or(1);
-            conv(c, 20, 5, 24, 24) + conv(20, 50, 5, 8, 8) + 800.0 * 500.0
+    let backbone = match &f.backbone {
+        BackboneConfig::Lenet(c) => {
+            conv(c.in_channels, 20, 5, 24, 24) + conv(20, 50, 5, 8, 8) + 800.0 * 500.0
         }
-        Arch::Dtn => {
-            let c = f.in_channels.unwrap_or(3);
-            conv(c, 64, 5, 16, 16)
+        BackboneConfig::Dtn(c) => {
+            conv(c.in_channels, 64, 5, 16, 16)
                 + conv(64, 128, 5, 8, 8)
                 + conv(128, 256, 5, 4, 4)
                 + 4096.0 * 512.0
         }
-        Arch::Mlp => {
-            let mut w = vec![f.in_dim];
-            w.extend(&f.hidden);
+        BackboneConfig::Mlp(c) => {
+            let mut w = vec![c.in_dim];
+            w.extend(&c.hidden);
             linear_macs(&w)
         }
     };
-    let width = FeaturesConfig {
-        bottleneck: None,
-        ..f.clone()
-    }
-    .out_dim();
-    backbone + f.bottleneck.map_or(0.0, |b| (width * b) as f64)
+    backbone + f.bottleneck.map_or(0.0, |b| (f.backbone_dim() * b) as f64)
 }
 
 /// Training FLOPs of one step of `cfg` at its batch size.
@@ -96,8 +89,8 @@ fn pool(
 ) -> Result<Vec<(Batch, Batch)>, Error> {
     let dims = {
         let mut d = vec![batch];
-        match cfg.model.features.arch {
-            Arch::Mlp => d.push(cfg.model.features.in_dim),
+        match &cfg.model.features.backbone {
+            BackboneConfig::Mlp(c) => d.push(c.in_dim),
             _ => d.extend([
                 cfg.data.input.channels,
                 cfg.data.input.height,
@@ -166,7 +159,11 @@ pub fn bench_train(
         per_second.push(steps as f64 / dt);
     }
     Ok(result(
-        format!("train {} {:?}", cfg.method.name(), cfg.model.features.arch).to_lowercase(),
+        format!(
+            "train {} {}",
+            cfg.method.name(),
+            cfg.model.features.backbone.name()
+        ),
         per_second,
         images,
         train_flops(cfg),
@@ -215,7 +212,7 @@ pub fn bench_infer(
     cls.push(cfg.model.classifier.num_classes);
     let flops = batch as f64 * (extractor_macs(&cfg.model.features) + linear_macs(&cls)) * 2.0;
     Ok(result(
-        format!("infer {:?} batch {batch}", cfg.model.features.arch).to_lowercase(),
+        format!("infer {} batch {batch}", cfg.model.features.backbone.name()),
         per_second,
         batch,
         flops,

@@ -293,6 +293,50 @@ impl OptimConfig {
 /// critic_optim, margin_schedule, margin_start}`) into today's
 /// `"method": {"ebda": {...}}`. Returns whether anything moved.
 pub fn migrate_legacy(v: &mut Value) -> bool {
+    let features = migrate_legacy_features(v);
+    migrate_legacy_method(v) || features
+}
+
+/// `model.features` as ebda 0.1 wrote it (`arch`, `in_channels`, `in_dim`,
+/// `hidden`, `dropout`, `spatial_dropout` side by side) into
+/// `{"backbone": {"<arch>": {its own keys}}, "bottleneck": ...}`.
+fn migrate_legacy_features(v: &mut Value) -> bool {
+    let Some(f) = v
+        .get_mut("model")
+        .and_then(|m| m.get_mut("features"))
+        .and_then(Value::as_object_mut)
+    else {
+        return false;
+    };
+    let Some(Value::String(arch)) = f.remove("arch") else {
+        return false;
+    };
+    let keys: &[&str] = match arch.as_str() {
+        "mlp" => &["in_dim", "hidden", "dropout"],
+        _ => &["in_channels", "dropout", "spatial_dropout"],
+    };
+    let mut own = serde_json::Map::new();
+    for k in [
+        "in_channels",
+        "in_dim",
+        "hidden",
+        "dropout",
+        "spatial_dropout",
+    ] {
+        // `null` meant "the architecture's own", today's default.
+        if let Some(x) = f.remove(k).filter(|x| !x.is_null())
+            && keys.contains(&k)
+        {
+            own.insert(k.into(), x);
+        }
+    }
+    let mut backbone = serde_json::Map::new();
+    backbone.insert(arch, Value::Object(own));
+    f.insert("backbone".into(), Value::Object(backbone));
+    true
+}
+
+fn migrate_legacy_method(v: &mut Value) -> bool {
     let Some(obj) = v.as_object_mut() else {
         return false;
     };
@@ -401,7 +445,7 @@ impl ExperimentConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let m = &self.model;
         m.features.validate().map_err(|e| match e {
-            ebda_features::Error::Config { key, reason } => at("model.features", key, reason),
+            ebda_features::Error::Config { key, reason } => at("model.features", &key, reason),
             other => ConfigError::invalid("model.features", other.to_string()),
         })?;
         m.classifier.validate().map_err(|e| match e {
@@ -571,7 +615,7 @@ mod tests {
     fn heads_take_the_feature_width() {
         // One key switches the backbone; every head follows it.
         for method in ["ebda", "dann"] {
-            let cfg = load(&["model.features.arch=dtn", &format!("method={method}")]).unwrap();
+            let cfg = load(&["model.features.backbone=dtn", &format!("method={method}")]).unwrap();
             assert_eq!(cfg.model.classifier.in_dim, 512);
             let tree = serde_json::to_value(&cfg.method).unwrap();
             let head = if method == "ebda" {
@@ -585,7 +629,7 @@ mod tests {
         assert_eq!(cfg.model.classifier.in_dim, 256);
         // A config built in code is still checked.
         let mut cfg = ExperimentConfig::default();
-        cfg.model.features.arch = ebda_features::Arch::Dtn;
+        cfg.model.features.backbone = ebda_features::BackboneConfig::named("dtn").unwrap();
         assert_eq!(
             cfg.validate().unwrap_err().to_string(),
             "model.classifier.in_dim: must equal the feature width 512 of model.features, got 500"
@@ -598,12 +642,25 @@ mod tests {
         let mut old = serde_json::json!({
             "task": "M2U",
             "method": "ebda",
-            "model": {"critic": {"margin": 2.0}, "discriminator": {"dropout": 0.5}},
+            "model": {
+                "features": {"arch": "dtn", "in_channels": null, "in_dim": 2048, "hidden": [500],
+                             "dropout": 0.25, "spatial_dropout": false, "bottleneck": null},
+                "critic": {"margin": 2.0, "in_dim": 512}, "discriminator": {"dropout": 0.5}
+            },
             "adapt": {"lambda_max": 0.5, "critic_steps": 2, "margin_schedule": "fixed"}
         });
         assert!(migrate_legacy(&mut old));
         let cfg: ExperimentConfig = ebda_config::from_value(old.clone()).unwrap();
         assert_eq!(ebda(&cfg).critic.margin, 2.0);
+        match &cfg.model.features.backbone {
+            ebda_features::BackboneConfig::Dtn(d) => {
+                assert_eq!(
+                    (d.in_channels, d.dropout, d.spatial_dropout),
+                    (3, 0.25, false)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(ebda(&cfg).critic_steps, 2);
         assert_eq!(cfg.adapt.lambda_max, 0.5);
         // Today's layout is left alone.

@@ -390,9 +390,14 @@ impl<'a> Session<'a> {
         let mut saved: Value =
             serde_json::from_slice(&std::fs::read(&saved_path).map_err(io(&saved_path))?)
                 .map_err(|e| Error::Run(format!("{}: {e}", saved_path.display())))?;
-        // A run written before methods owned their settings resumes too.
+        // A run written before methods and backbones owned their settings
+        // resumes too: its config is migrated, then resolved (defaults
+        // explicit) before the comparison.
         crate::config::migrate_legacy(&mut saved);
-        if saved != serde_json::to_value(self.cfg).expect("config serializes") {
+        let saved: ExperimentConfig = ebda_config::from_value(saved)
+            .map_err(|e| Error::Run(format!("{}: {e}", saved_path.display())))?;
+        let as_value = |c: &ExperimentConfig| serde_json::to_value(c).expect("config serializes");
+        if as_value(&saved) != as_value(self.cfg) {
             return Err(Error::Run(format!(
                 "{}: the run was made with a different config; resume with the same config (see its config.json)",
                 self.run_dir.display()

@@ -37,9 +37,6 @@ use ebda_data::Batch;
 use ebda_features::FeatureExtractor;
 use ebda_nn::{Rng, seeded_var_builder, trainable_vars};
 use ebda_records::MetricsLine;
-use serde::de::{self, MapAccess, Visitor};
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Scalar diagnostics of one step, as detached device tensors (read on the
 /// host only when logged, so a step never waits for the device).
@@ -127,36 +124,20 @@ pub trait MethodSpec {
     fn step_macs(&self, b: f64, enc: f64, cls: f64, width: usize) -> f64;
 }
 
-/// Declares the methods: the tagged config enum, its names, its serde form
-/// and the dispatch to each variant's [`MethodSpec`].
+/// Declares the methods: the tagged config enum (see
+/// [`ebda_config::tagged_config`]) and the dispatch to each variant's
+/// [`MethodSpec`].
 macro_rules! methods {
     ($( $name:literal => $variant:ident($config:ty) ),* $(,)?) => {
-        /// The adaptation method and its own settings. In a config:
-        /// `"method": "dann"` (its defaults) or `"method": {"dann": {...}}`.
-        #[derive(Clone, Debug, PartialEq)]
-        pub enum MethodConfig {
-            $( $variant($config), )*
+        ebda_config::tagged_config! {
+            /// The adaptation method and its own settings. In a config:
+            /// `"method": "dann"` (its defaults) or `"method": {"dann": {...}}`.
+            pub enum MethodConfig {
+                $( $name => $variant($config), )*
+            }
         }
 
-        /// The methods' names, in the order reports list them (baselines first).
-        pub const NAMES: &[&str] = &[$($name),*];
-
         impl MethodConfig {
-            /// The name used in configs and reports.
-            pub fn name(&self) -> &'static str {
-                match self {
-                    $( Self::$variant(_) => $name, )*
-                }
-            }
-
-            /// The method `name` with its default settings.
-            pub fn named(name: &str) -> Option<Self> {
-                match name {
-                    $( $name => Some(Self::$variant(<$config>::default())), )*
-                    _ => None,
-                }
-            }
-
             /// The settings, as a [`MethodSpec`].
             pub fn spec(&self) -> &dyn MethodSpec {
                 match self {
@@ -171,54 +152,6 @@ macro_rules! methods {
                 }
             }
         }
-
-        impl Serialize for MethodConfig {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut map = s.serialize_map(Some(1))?;
-                match self {
-                    $( Self::$variant(c) => map.serialize_entry($name, c)?, )*
-                }
-                map.end()
-            }
-        }
-
-        struct MethodVisitor;
-
-        impl<'de> Visitor<'de> for MethodVisitor {
-            type Value = MethodConfig;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                write!(f, "a method name or a section keyed by one, one of {NAMES:?}")
-            }
-
-            fn visit_str<E: de::Error>(self, name: &str) -> Result<MethodConfig, E> {
-                MethodConfig::named(name).ok_or_else(|| E::unknown_variant(name, NAMES))
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MethodConfig, A::Error> {
-                let Some(name) = map.next_key::<String>()? else {
-                    return Err(de::Error::custom(format!(
-                        "empty section: expected one key, the method name, one of {NAMES:?}"
-                    )));
-                };
-                let cfg = match name.as_str() {
-                    $( $name => MethodConfig::$variant(map.next_value()?), )*
-                    other => return Err(de::Error::unknown_variant(other, NAMES)),
-                };
-                if let Some(second) = map.next_key::<String>()? {
-                    return Err(de::Error::custom(format!(
-                        "one method per run: found {name:?} and {second:?}"
-                    )));
-                }
-                Ok(cfg)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for MethodConfig {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(MethodVisitor)
-            }
-        }
     };
 }
 
@@ -227,6 +160,9 @@ methods! {
     "dann" => Dann(dann::DannConfig),
     "ebda" => Ebda(ebda::EbdaConfig),
 }
+
+/// The methods' names, in the order reports list them (baselines first).
+pub const NAMES: &[&str] = MethodConfig::NAMES;
 
 impl Default for MethodConfig {
     fn default() -> Self {
@@ -374,7 +310,7 @@ mod tests {
         let e = serde_json::from_str::<MethodConfig>(r#""adda""#).unwrap_err();
         assert!(e.to_string().contains("unknown variant `adda`"), "{e}");
         let e = serde_json::from_str::<MethodConfig>(r#"{"dann": {}, "ebda": {}}"#).unwrap_err();
-        assert!(e.to_string().contains("one method per run"), "{e}");
+        assert!(e.to_string().contains("one choice per section"), "{e}");
         let e = serde_json::from_str::<MethodConfig>(r#"{}"#).unwrap_err();
         assert!(e.to_string().contains("empty section"), "{e}");
         for name in NAMES {
