@@ -47,8 +47,11 @@ struct Relu;
 /// `(dy, y) ↦ dy · 1[y > 0]`.
 struct ReluGrad;
 
+/// `max(v, 0)`, NaN kept (as PyTorch's relu), so a diverging run is seen.
 fn positive<T: WithDType>(v: T) -> T {
-    if v > T::zero() { v } else { T::zero() }
+    #[allow(clippy::eq_op)] // v != v: NaN
+    let nan = v != v;
+    if v > T::zero() || nan { v } else { T::zero() }
 }
 
 fn masked<T: WithDType>(dy: &[T], y: &[T]) -> Vec<T> {

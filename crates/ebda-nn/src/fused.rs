@@ -39,8 +39,11 @@ struct ConvPoolRelu {
     saved: Mutex<Option<Arc<Saved>>>,
 }
 
+/// `max(v, 0)`, NaN kept (as PyTorch's relu), so a diverging run is seen.
 fn relu<T: WithDType>(v: T) -> T {
-    if v > T::zero() { v } else { T::zero() }
+    #[allow(clippy::eq_op)] // v != v: NaN
+    let nan = v != v;
+    if v > T::zero() || nan { v } else { T::zero() }
 }
 
 /// Images per forward GEMM: their im2col and conv output stay in cache

@@ -203,6 +203,10 @@ fn relu_passes_no_gradient_at_zero() {
                 .unwrap();
             assert_eq!(dx, vec![0.0, 0.0, 0.0, 5.0, 6.0], "{dtype:?}");
         }
+        // NaN propagates (a diverging run must be seen), as PyTorch's relu.
+        let x = Tensor::new(&[f32::NAN, -1.0], &dev).unwrap();
+        let y: Vec<f32> = op(&x).unwrap().to_vec1().unwrap();
+        assert!(y[0].is_nan() && y[1] == 0.0, "{y:?}");
     }
 }
 
