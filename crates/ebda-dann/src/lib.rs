@@ -11,6 +11,9 @@
 //!   `tllib/modules/domain_discriminator.py`, `batch_norm=False`).
 //! - [`domain_loss`]: binary cross-entropy on logits, computed stably as
 //!   `max(z, 0) − z·y + log(1 + e^{−|z|})`.
+//! - CDAN's conditioning (Long et al., NeurIPS 2018): [`multilinear`],
+//!   [`RandomizedMultilinear`], [`entropy_weights`],
+//!   [`weighted_bce_with_logits`].
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -29,6 +32,10 @@
 //! assert!(loss.to_scalar::<f32>()? > 0.0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+
+mod cdan;
+
+pub use cdan::{RandomizedMultilinear, entropy_weights, multilinear, weighted_bce_with_logits};
 
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;

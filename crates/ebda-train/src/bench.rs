@@ -78,7 +78,10 @@ pub fn train_flops(cfg: &ExperimentConfig) -> f64 {
     cls.extend(&m.classifier.hidden);
     cls.push(m.classifier.num_classes);
     let enc = extractor_macs(&m.features);
-    let fwd = cfg.method.spec().step_macs(b, enc, linear_macs(&cls), d);
+    let fwd = cfg
+        .method
+        .spec()
+        .step_macs(b, enc, linear_macs(&cls), cfg.heads());
     fwd * 2.0 * 3.0
 }
 

@@ -438,7 +438,16 @@ impl ExperimentConfig {
     pub fn fit_widths(&mut self) {
         let width = self.model.features.out_dim();
         self.model.classifier.in_dim = width;
-        self.method.spec_mut().fit_width(width);
+        let heads = self.heads();
+        self.method.spec_mut().fit_width(heads);
+    }
+
+    /// What the method's heads are fed: feature width and class count.
+    pub fn heads(&self) -> crate::methods::Heads {
+        crate::methods::Heads {
+            width: self.model.features.out_dim(),
+            classes: self.model.classifier.num_classes,
+        }
     }
 
     /// Checks each section and the agreement between sections.
@@ -455,7 +464,7 @@ impl ExperimentConfig {
         let width = m.features.out_dim();
         check_in_dim("model.classifier", m.classifier.in_dim, width)?;
         let section = format!("method.{}", self.method.name());
-        self.method.spec().validate(&section, width)?;
+        self.method.spec().validate(&section, self.heads())?;
         let d = &self.data;
         d.source
             .validate()

@@ -85,7 +85,7 @@ pub fn evaluate(
             out.features
                 .extend(f.narrow(0, 0, keep)?.flatten_all()?.to_vec1::<f32>()?);
         }
-        let probes = method.probe(&f)?;
+        let probes = method.probe(&f, &logits)?;
         for (t, dst) in [
             (probes.energy, &mut out.energies),
             (probes.domain_logit, &mut out.domain_logits),

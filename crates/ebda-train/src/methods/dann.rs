@@ -3,7 +3,7 @@
 //! one optimizer over `F`, `C` and `D`.
 
 use super::{
-    Joint, Method, MethodSpec, Probes, Shared, Stats, StepParams, mean_norm, method_vars,
+    Heads, Joint, Method, MethodSpec, Probes, Shared, Stats, StepParams, mean_norm, method_vars,
     shared_optimizer,
 };
 use crate::Error;
@@ -30,17 +30,17 @@ pub struct DannConfig {
 }
 
 impl MethodSpec for DannConfig {
-    fn validate(&self, section: &str, width: usize) -> Result<(), ConfigError> {
+    fn validate(&self, section: &str, heads: Heads) -> Result<(), ConfigError> {
         let here = format!("{section}.discriminator");
         self.discriminator.validate().map_err(|e| match e {
             ebda_dann::Error::Config { key, reason } => at(&here, key, reason),
             other => ConfigError::invalid(&here, other.to_string()),
         })?;
-        crate::config::check_in_dim(&here, self.discriminator.in_dim, width)
+        crate::config::check_in_dim(&here, self.discriminator.in_dim, heads.width)
     }
 
-    fn fit_width(&mut self, width: usize) {
-        self.discriminator.in_dim = width;
+    fn fit_width(&mut self, heads: Heads) {
+        self.discriminator.in_dim = heads.width;
     }
 
     fn build(
@@ -57,8 +57,8 @@ impl MethodSpec for DannConfig {
         Ok(Box::new(Dann { disc, vars, opt }))
     }
 
-    fn step_macs(&self, b: f64, enc: f64, cls: f64, width: usize) -> f64 {
-        let mut disc = vec![width];
+    fn step_macs(&self, b: f64, enc: f64, cls: f64, heads: Heads) -> f64 {
+        let mut disc = vec![heads.width];
         disc.extend(&self.discriminator.hidden);
         disc.push(1);
         2.0 * b * enc + b * cls + 2.0 * b * crate::bench::linear_macs(&disc)
@@ -114,7 +114,7 @@ impl Method for Dann {
         vec![("optim", &mut self.opt)]
     }
 
-    fn probe(&self, f: &Tensor) -> Result<Probes, Error> {
+    fn probe(&self, f: &Tensor, _logits: &Tensor) -> Result<Probes, Error> {
         Ok(Probes {
             domain_logit: Some(self.disc.forward_t(f, false)?),
             ..Probes::default()

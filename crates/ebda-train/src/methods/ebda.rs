@@ -5,7 +5,7 @@
 //! `L_F = CE + λ_p · (mean E(f_t) + β · PT)` through the frozen critic.
 
 use super::{
-    Joint, Method, MethodSpec, Probes, Shared, Stats, StepParams, mean_norm, method_vars,
+    Heads, Joint, Method, MethodSpec, Probes, Shared, Stats, StepParams, mean_norm, method_vars,
     shared_optimizer,
 };
 use crate::Error;
@@ -75,13 +75,13 @@ impl EbdaConfig {
 }
 
 impl MethodSpec for EbdaConfig {
-    fn validate(&self, section: &str, width: usize) -> Result<(), ConfigError> {
+    fn validate(&self, section: &str, heads: Heads) -> Result<(), ConfigError> {
         let here = format!("{section}.critic");
         self.critic.validate().map_err(|e| match e {
             ebda_critic::Error::Config { key, reason } => at(&here, key, reason),
             other => ConfigError::invalid(&here, other.to_string()),
         })?;
-        crate::config::check_in_dim(&here, self.critic.in_dim, width)?;
+        crate::config::check_in_dim(&here, self.critic.in_dim, heads.width)?;
         self.critic_optim
             .validate(&format!("{section}.critic_optim"))?;
         if self.critic_steps == 0 {
@@ -99,8 +99,8 @@ impl MethodSpec for EbdaConfig {
         Ok(())
     }
 
-    fn fit_width(&mut self, width: usize) {
-        self.critic.in_dim = width;
+    fn fit_width(&mut self, heads: Heads) {
+        self.critic.in_dim = heads.width;
     }
 
     fn build(
@@ -128,8 +128,8 @@ impl MethodSpec for EbdaConfig {
         }))
     }
 
-    fn step_macs(&self, b: f64, enc: f64, cls: f64, width: usize) -> f64 {
-        let mut ae = vec![width];
+    fn step_macs(&self, b: f64, enc: f64, cls: f64, heads: Heads) -> f64 {
+        let mut ae = vec![heads.width];
         ae.extend(&self.critic.hidden);
         ae.push(self.critic.code_dim);
         let back: Vec<usize> = ae.iter().rev().copied().collect();
@@ -205,7 +205,7 @@ impl Method for Ebda {
         ]
     }
 
-    fn probe(&self, f: &Tensor) -> Result<Probes, Error> {
+    fn probe(&self, f: &Tensor, _logits: &Tensor) -> Result<Probes, Error> {
         Ok(Probes {
             energy: Some(self.critic.energy(f)?),
             ..Probes::default()

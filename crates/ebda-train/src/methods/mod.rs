@@ -9,6 +9,9 @@
 //! - [`source_only`]: `L = CE(C(F(x_s)), y_s)`.
 //! - [`dann`]: `f = F([x_s; x_t])`, `L = CE + BCE(D(R_λ(f)), [1; 0])` with one
 //!   optimizer over `F`, `C` and `D` (Ganin & Lempitsky 2015).
+//! - [`cdan`]: CDAN / CDAN+E (Long et al., NeurIPS 2018): DANN whose
+//!   discriminator sees `f ⊗ softmax(C(f))` (randomized above 4096 dims),
+//!   optionally entropy-weighted.
 //! - [`ebda`]: `critic_steps` critic steps on the detached features (only the
 //!   critic's variables move, with its own optimizer), then the feature step
 //!   `L = CE + λ_p · (mean E(f_t) + β · PT)` through the frozen critic.
@@ -21,6 +24,7 @@
 //! `"method": {"name": {...its settings...}}`; nothing else in the trainer,
 //! the evaluation or the report needs its name.
 
+pub mod cdan;
 pub mod dann;
 pub mod ebda;
 pub mod source_only;
@@ -88,8 +92,9 @@ pub trait Method: Send {
     fn var_maps(&self) -> Vec<(&'static str, &VarMap)>;
     /// The optimizers, by name, for checkpoints.
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Optimizer)>;
-    /// Per-sample probes of evaluation features `f` `[b, D]` (detached).
-    fn probe(&self, _f: &Tensor) -> Result<Probes, Error> {
+    /// Per-sample probes of evaluation features `f` `[b, D]` and class
+    /// logits `[b, K]` (detached).
+    fn probe(&self, _f: &Tensor, _logits: &Tensor) -> Result<Probes, Error> {
         Ok(Probes::default())
     }
     /// The method's own fields of an evaluation's metrics line, from the
@@ -104,13 +109,22 @@ pub trait Method: Send {
     }
 }
 
+/// What a method's heads are fed: the feature width and the class count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heads {
+    /// Feature width `D` of `model.features`.
+    pub width: usize,
+    /// Classes of `model.classifier`.
+    pub classes: usize,
+}
+
 /// The config side of a method: validation, construction and step cost.
 pub trait MethodSpec {
-    /// Checks the settings; `section` is the config path (`method.ebda`) and
-    /// `width` the feature width its heads must take.
-    fn validate(&self, section: &str, width: usize) -> Result<(), ConfigError>;
-    /// Sets the input width of the method's heads to the feature width.
-    fn fit_width(&mut self, width: usize);
+    /// Checks the settings; `section` is the config path (`method.ebda`),
+    /// `heads` the shapes its heads must take.
+    fn validate(&self, section: &str, heads: Heads) -> Result<(), ConfigError>;
+    /// Sets the input width of the method's heads from `heads`.
+    fn fit_width(&mut self, heads: Heads);
     /// The method, its own models seeded from `cfg.seed`.
     fn build(
         &self,
@@ -118,10 +132,9 @@ pub trait MethodSpec {
         shared: &Shared,
         device: &Device,
     ) -> Result<Box<dyn Method>, Error>;
-    /// Forward multiply-adds of one step beyond the shared ones: `b` batch
-    /// rows per domain, `enc`/`cls` the extractor's and classifier's
-    /// multiply-adds per row, `width` the feature width.
-    fn step_macs(&self, b: f64, enc: f64, cls: f64, width: usize) -> f64;
+    /// Forward multiply-adds of one step: `b` batch rows per domain,
+    /// `enc`/`cls` the extractor's and classifier's multiply-adds per row.
+    fn step_macs(&self, b: f64, enc: f64, cls: f64, heads: Heads) -> f64;
 }
 
 /// Declares the methods: the tagged config enum (see
@@ -158,6 +171,7 @@ macro_rules! methods {
 methods! {
     "source-only" => SourceOnly(source_only::SourceOnlyConfig),
     "dann" => Dann(dann::DannConfig),
+    "cdan" => Cdan(cdan::CdanConfig),
     "ebda" => Ebda(ebda::EbdaConfig),
 }
 

@@ -1,6 +1,6 @@
 //! Source-only: `L = CE(C(F(x_s)), y_s)`, the baseline without adaptation.
 
-use super::{Method, MethodSpec, Shared, Stats, StepParams, mean_norm, shared_optimizer};
+use super::{Heads, Method, MethodSpec, Shared, Stats, StepParams, mean_norm, shared_optimizer};
 use crate::Error;
 use crate::config::ExperimentConfig;
 use crate::optim::Optimizer;
@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 pub struct SourceOnlyConfig {}
 
 impl MethodSpec for SourceOnlyConfig {
-    fn validate(&self, _section: &str, _width: usize) -> Result<(), ConfigError> {
+    fn validate(&self, _section: &str, _heads: Heads) -> Result<(), ConfigError> {
         Ok(())
     }
 
-    fn fit_width(&mut self, _width: usize) {}
+    fn fit_width(&mut self, _heads: Heads) {}
 
     fn build(
         &self,
@@ -33,7 +33,7 @@ impl MethodSpec for SourceOnlyConfig {
         }))
     }
 
-    fn step_macs(&self, b: f64, enc: f64, cls: f64, _width: usize) -> f64 {
+    fn step_macs(&self, b: f64, enc: f64, cls: f64, _heads: Heads) -> f64 {
         b * (enc + cls)
     }
 }
