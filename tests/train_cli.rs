@@ -251,7 +251,7 @@ fn bad_config_exits_non_zero_with_the_key_path() {
 fn one_config_and_seed_twice_give_identical_metrics() {
     let dir = common::temp_dir("train-det");
     let cfg = fixture(&dir);
-    for method in ["dann", "cdan", "ebda", "source-only"] {
+    for method in ["dann", "cdan", "cdan-energy", "ebda", "source-only"] {
         let set = format!("method={method}");
         let a = dir.join(format!("{method}-a"));
         let b = dir.join(format!("{method}-b"));

@@ -26,8 +26,11 @@
 //! batch from collapsing onto one direction.
 //!
 //! The crate depends on candle, serde and thiserror only, so any UDA method can
-//! add it as its domain critic. A minimal plug-in, with one optimizer per
-//! player (the extractor here is a single linear layer):
+//! add it as its domain critic. ebda's own second host is CDAN: the
+//! `cdan-energy` method (`crates/ebda-train/src/methods/cdan_energy.rs`)
+//! feeds the critic CDAN's class-conditioned map `g ⊗ f` instead of a
+//! discriminator, using only this crate's public API. A minimal plug-in, with
+//! one optimizer per player (the extractor here is a single linear layer):
 //!
 //! ```
 //! use candle_core::{DType, Device, Module, Tensor};

@@ -58,19 +58,75 @@ impl Default for CdanConfig {
     }
 }
 
-impl CdanConfig {
-    fn randomize(&self, heads: Heads) -> bool {
-        self.randomized
-            .unwrap_or(heads.width * heads.classes > RANDOMIZE_ABOVE)
+/// Whether `T` is the randomized map: `randomized`, else `F·C > 4096`.
+pub(super) fn randomize(randomized: Option<bool>, heads: Heads) -> bool {
+    randomized.unwrap_or(heads.width * heads.classes > RANDOMIZE_ABOVE)
+}
+
+/// Width of `T(f, g)`.
+pub(super) fn map_dim(randomized: Option<bool>, random_dim: usize, heads: Heads) -> usize {
+    if randomize(randomized, heads) {
+        random_dim
+    } else {
+        heads.width * heads.classes
+    }
+}
+
+/// Multiply-adds of `T` per row.
+pub(super) fn map_macs(randomized: Option<bool>, random_dim: usize, heads: Heads) -> f64 {
+    let d = map_dim(randomized, random_dim, heads);
+    if randomize(randomized, heads) {
+        ((heads.width + heads.classes) * d) as f64
+    } else {
+        d as f64
+    }
+}
+
+/// The conditioning `T(f, softmax(logits))` of CDAN, shared by the methods
+/// that condition on the prediction.
+pub(super) struct Conditioning {
+    map: Option<RandomizedMultilinear>,
+}
+
+impl Conditioning {
+    /// The map for `cfg`'s heads; the randomized map's matrices come from
+    /// their own seeded stream (constants: not trained, not checkpointed).
+    pub(super) fn new(
+        cfg: &ExperimentConfig,
+        randomized: Option<bool>,
+        random_dim: usize,
+        device: &Device,
+    ) -> Result<Self, Error> {
+        let heads = cfg.heads();
+        let map = if randomize(randomized, heads) {
+            let (_, vb) = method_vars(cfg, STREAM + 100, device);
+            Some(RandomizedMultilinear::new(
+                heads.width,
+                heads.classes,
+                random_dim,
+                vb.pp("random_map"),
+            )?)
+        } else {
+            None
+        };
+        Ok(Self { map })
     }
 
+    /// `T(f, g)` with `g = softmax(logits)` detached; returns `(T, g)`.
+    pub(super) fn apply(&self, f: &Tensor, logits: &Tensor) -> Result<(Tensor, Tensor), Error> {
+        let g = candle_nn::ops::softmax(&logits.detach(), D::Minus1)?; // [b, C]
+        let t = match &self.map {
+            Some(m) => m.forward(f, &g)?,
+            None => ebda_dann::multilinear(f, &g)?,
+        };
+        Ok((t, g))
+    }
+}
+
+impl CdanConfig {
     /// Width of `T(f, g)`.
     pub fn map_dim(&self, heads: Heads) -> usize {
-        if self.randomize(heads) {
-            self.random_dim
-        } else {
-            heads.width * heads.classes
-        }
+        map_dim(self.randomized, self.random_dim, heads)
     }
 }
 
@@ -93,7 +149,7 @@ impl MethodSpec for CdanConfig {
                     "must equal the conditioning map's width {want} (features {} × classes {}{}), got {}",
                     heads.width,
                     heads.classes,
-                    if self.randomize(heads) {
+                    if randomize(self.randomized, heads) {
                         ", randomized"
                     } else {
                         ""
@@ -115,40 +171,23 @@ impl MethodSpec for CdanConfig {
         shared: &Shared,
         device: &Device,
     ) -> Result<Box<dyn Method>, Error> {
-        let heads = cfg.heads();
         let (vars, vb) = method_vars(cfg, STREAM, device);
         let disc = self
             .discriminator
             .init(vb.pp("discriminator"), &shared.rng)?;
         let opt = shared_optimizer(cfg, shared, trainable_vars(&vars));
-        let map = if self.randomize(heads) {
-            // Constants from their own seeded builder: not trained, not checkpointed.
-            let (_, vb) = method_vars(cfg, STREAM + 100, device);
-            Some(RandomizedMultilinear::new(
-                heads.width,
-                heads.classes,
-                self.random_dim,
-                vb.pp("random_map"),
-            )?)
-        } else {
-            None
-        };
         Ok(Box::new(Cdan {
             disc,
             vars,
             opt,
-            map,
+            map: Conditioning::new(cfg, self.randomized, self.random_dim, device)?,
             entropy: self.entropy,
         }))
     }
 
     fn step_macs(&self, b: f64, enc: f64, cls: f64, heads: Heads) -> f64 {
         let d = self.map_dim(heads);
-        let map = if self.randomize(heads) {
-            ((heads.width + heads.classes) * d) as f64
-        } else {
-            d as f64
-        };
+        let map = map_macs(self.randomized, self.random_dim, heads);
         let mut disc = vec![d];
         disc.extend(&self.discriminator.hidden);
         disc.push(1);
@@ -160,20 +199,8 @@ struct Cdan {
     disc: DomainDiscriminator,
     vars: VarMap,
     opt: Optimizer,
-    map: Option<RandomizedMultilinear>,
+    map: Conditioning,
     entropy: bool,
-}
-
-impl Cdan {
-    /// `T(f, g)` with `g = softmax(logits)` detached; returns `(T, g)`.
-    fn condition(&self, f: &Tensor, logits: &Tensor) -> Result<(Tensor, Tensor), Error> {
-        let g = candle_nn::ops::softmax(&logits.detach(), D::Minus1)?; // [b, C]
-        let t = match &self.map {
-            Some(m) => m.forward(f, &g)?,
-            None => ebda_dann::multilinear(f, &g)?,
-        };
-        Ok((t, g))
-    }
 }
 
 impl Method for Cdan {
@@ -192,7 +219,7 @@ impl Method for Cdan {
         let joint = Joint::forward(shared, src, tgt)?;
         let logits_t = joint.target_logits(shared)?;
         let logits = Tensor::cat(&[&joint.logits_s, &logits_t], 0)?; // [b_s + b_t, C]
-        let (t, g) = self.condition(&joint.f, &logits)?;
+        let (t, g) = self.map.apply(&joint.f, &logits)?;
         let reversed = ebda_dann::grad_reverse(&t, sp.lambda)?;
         let d = self.disc.forward_t(&reversed, true)?; // [b_s + b_t]
         let (bs, bt) = (joint.fs.dim(0)?, joint.ft.dim(0)?);
@@ -234,7 +261,7 @@ impl Method for Cdan {
     }
 
     fn probe(&self, f: &Tensor, logits: &Tensor) -> Result<Probes, Error> {
-        let (t, _) = self.condition(f, logits)?;
+        let (t, _) = self.map.apply(f, logits)?;
         Ok(Probes {
             domain_logit: Some(self.disc.forward_t(&t, false)?),
             ..Probes::default()

@@ -12,6 +12,8 @@
 //! - [`cdan`]: CDAN / CDAN+E (Long et al., NeurIPS 2018): DANN whose
 //!   discriminator sees `f ⊗ softmax(C(f))` (randomized above 4096 dims),
 //!   optionally entropy-weighted.
+//! - [`cdan_energy`] (`cdan-energy`): CDAN's conditioning fed to ebda's
+//!   energy critic instead of a discriminator.
 //! - [`ebda`]: `critic_steps` critic steps on the detached features (only the
 //!   critic's variables move, with its own optimizer), then the feature step
 //!   `L = CE + λ_p · (mean E(f_t) + β · PT)` through the frozen critic.
@@ -25,6 +27,7 @@
 //! the evaluation or the report needs its name.
 
 pub mod cdan;
+pub mod cdan_energy;
 pub mod dann;
 pub mod ebda;
 pub mod source_only;
@@ -172,6 +175,7 @@ methods! {
     "source-only" => SourceOnly(source_only::SourceOnlyConfig),
     "dann" => Dann(dann::DannConfig),
     "cdan" => Cdan(cdan::CdanConfig),
+    "cdan-energy" => CdanEnergy(cdan_energy::CdanEnergyConfig),
     "ebda" => Ebda(ebda::EbdaConfig),
 }
 
