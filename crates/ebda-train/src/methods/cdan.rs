@@ -238,10 +238,7 @@ impl Method for Cdan {
         let dloss = ebda_dann::weighted_bce_with_logits(&d, &targets, &weights)?;
         let loss = (&joint.ce + &dloss)?;
         self.opt.step(&loss.backward()?, sp.lr)?;
-        let (d_s, d_t) = (d.narrow(0, 0, bs)?.detach(), d.narrow(0, bs, bt)?.detach());
-        let hits_s = d_s.gt(0.0)?.to_dtype(DType::F32)?.sum_all()?;
-        let hits_t = d_t.le(0.0)?.to_dtype(DType::F32)?.sum_all()?;
-        let domain_acc = ((hits_s + hits_t)? / (bs + bt) as f64)?;
+        let domain_acc = super::dann::batch_domain_acc(&d, bs)?;
         Ok(vec![
             ("loss", loss.detach()),
             ("ce", joint.ce.detach()),

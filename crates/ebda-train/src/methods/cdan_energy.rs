@@ -7,27 +7,26 @@
 //! the extractor makes the class-conditioned target features
 //! reconstructable. Not to be confused with CDAN+E (`cdan` with `entropy`).
 //!
-//! Written against `ebda-critic`'s public API alone (`CriticConfig::init`,
-//! `critic_loss_at`, `alignment_loss`, `energy`): the critic drops into
-//! another UDA method as a user of the crate would drop it in.
+//! The critic player (`ebda::CriticPlayer`, shared with EBDA) uses only
+//! `ebda-critic`'s public API (`CriticConfig::init`, `critic_loss_at`,
+//! `alignment_loss`, `energy`): the critic drops into another UDA method as
+//! a user of the crate would drop it in.
 
 use super::cdan::{Conditioning, map_dim, map_macs};
+use super::ebda::{CriticPlayer, record_energies};
 use super::{
-    Heads, Joint, Method, MethodSpec, Probes, Shared, Stats, StepParams, mean_norm, method_vars,
-    shared_optimizer,
+    Heads, Joint, Method, MethodSpec, Probes, Shared, Stats, StepParams, shared_optimizer,
 };
 use crate::Error;
 use crate::config::{ExperimentConfig, OptimConfig, at};
 use crate::eval::EvalResult;
-use crate::optim::{Optimizer, ParamGroup};
-use crate::schedule;
+use crate::optim::Optimizer;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use ebda_config::ConfigError;
-use ebda_critic::{CriticConfig, EnergyCritic};
+use ebda_critic::CriticConfig;
 use ebda_data::Batch;
-use ebda_nn::trainable_vars;
-use ebda_records::{CriticEval, MetricsLine, round6};
+use ebda_records::MetricsLine;
 use serde::{Deserialize, Serialize};
 
 /// Seed stream of the critic's initialisation.
@@ -100,22 +99,18 @@ impl MethodSpec for CdanEnergyConfig {
         shared: &Shared,
         device: &Device,
     ) -> Result<Box<dyn Method>, Error> {
-        let (vars, vb) = method_vars(cfg, STREAM, device);
-        let critic = self.critic.init(vb.pp("critic"))?;
-        let critic_opt = Optimizer::new(
-            &self.critic_optim,
-            vec![ParamGroup {
-                vars: trainable_vars(&vars),
-                lr_mult: 1.0,
-            }],
-        );
         Ok(Box::new(CdanEnergy {
-            critic,
-            vars,
-            critic_opt,
+            player: CriticPlayer::new(
+                cfg,
+                &self.critic,
+                &self.critic_optim,
+                self.critic_steps,
+                STREAM,
+                device,
+            )?,
+            margin: self.critic.margin,
             opt: shared_optimizer(cfg, shared, Vec::new()),
             map: Conditioning::new(cfg, self.randomized, self.random_dim, device)?,
-            critic_steps: self.critic_steps,
         }))
     }
 
@@ -135,12 +130,10 @@ impl MethodSpec for CdanEnergyConfig {
 }
 
 struct CdanEnergy {
-    critic: EnergyCritic,
-    vars: VarMap,
-    critic_opt: Optimizer,
+    player: CriticPlayer,
+    margin: f64,
     opt: Optimizer,
     map: Conditioning,
-    critic_steps: usize,
 }
 
 impl Method for CdanEnergy {
@@ -160,49 +153,23 @@ impl Method for CdanEnergy {
         let logits_t = joint.target_logits(shared)?;
         let (ts, _) = self.map.apply(&joint.fs, &joint.logits_s)?; // [b_s, d]
         let (tt, _) = self.map.apply(&joint.ft, &logits_t)?; // [b_t, d]
-        let margin = self.critic.config().margin;
-        // Critic steps on detached maps (critic_loss_at detaches): only the critic moves.
-        let critic_lr = schedule::lr_at(self.critic_opt.config(), sp.p);
-        let mut c = self.critic.critic_loss_at(&ts, &tt, margin)?;
-        self.critic_opt.step(&c.total.backward()?, critic_lr)?;
-        for _ in 1..self.critic_steps {
-            c = self.critic.critic_loss_at(&ts, &tt, margin)?;
-            self.critic_opt.step(&c.total.backward()?, critic_lr)?;
-        }
-        // Feature step through the updated, frozen critic.
-        let align = self.critic.alignment_loss(&tt)?;
-        let loss = (&joint.ce + (&align.total * sp.lambda)?)?;
-        self.opt.step(&loss.backward()?, sp.lr)?;
-        Ok(vec![
-            ("loss", loss.detach()),
-            ("ce", joint.ce.detach()),
-            ("critic_loss", c.total.detach()),
-            ("critic_source_energy", c.source_energy),
-            ("critic_target_energy", c.target_energy),
-            ("critic_target_hinge", c.target_hinge),
-            ("critic_beyond_margin", c.beyond_margin),
-            ("align_energy", align.energy),
-            ("pull_away", align.pull_away),
-            ("feat_norm_source", mean_norm(&joint.fs)?),
-            ("feat_norm_target", mean_norm(&joint.ft)?),
-        ])
+        let c = self.player.train(&ts, &tt, self.margin, sp.p)?;
+        self.player
+            .feature_step(&mut self.opt, sp, &joint.ce, &tt, c, (&joint.fs, &joint.ft))
     }
 
     fn var_maps(&self) -> Vec<(&'static str, &VarMap)> {
-        vec![("critic", &self.vars)]
+        vec![self.player.var_map()]
     }
 
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Optimizer)> {
-        vec![
-            ("optim", &mut self.opt),
-            ("critic_optim", &mut self.critic_opt),
-        ]
+        vec![("optim", &mut self.opt), self.player.optimizer()]
     }
 
     fn probe(&self, f: &Tensor, logits: &Tensor) -> Result<Probes, Error> {
         let (t, _) = self.map.apply(f, logits)?;
         Ok(Probes {
-            energy: Some(self.critic.energy(&t)?),
+            energy: Some(self.player.energy(&t)?),
             ..Probes::default()
         })
     }
@@ -214,15 +181,6 @@ impl Method for CdanEnergy {
         src: Option<&EvalResult>,
         line: &mut MetricsLine,
     ) {
-        let Some(target) = tgt.mean_energy() else {
-            return;
-        };
-        let source = src.and_then(EvalResult::mean_energy);
-        line.critic = Some(CriticEval {
-            margin: round6(self.critic.config().margin),
-            target_energy: round6(target),
-            source_energy: source.map(round6),
-            energy_gap: source.map(|s| round6(target - s)),
-        });
+        record_energies(self.margin, tgt, src, line);
     }
 }

@@ -92,10 +92,7 @@ impl Method for Dann {
         let dloss = ebda_dann::domain_loss(&d_s, &d_t)?;
         let loss = (&ce + &dloss)?;
         self.opt.step(&loss.backward()?, sp.lr)?;
-        // Domain accuracy on the step's batch, as a device scalar.
-        let hits_s = d_s.detach().gt(0.0)?.to_dtype(DType::F32)?.sum_all()?;
-        let hits_t = d_t.detach().le(0.0)?.to_dtype(DType::F32)?.sum_all()?;
-        let domain_acc = ((hits_s + hits_t)? / d.dim(0)? as f64)?;
+        let domain_acc = batch_domain_acc(&d, bs)?;
         Ok(vec![
             ("loss", loss.detach()),
             ("ce", ce.detach()),
@@ -130,4 +127,23 @@ impl Method for Dann {
     ) {
         line.domain_acc = src.and_then(|s| domain_accuracy(s, tgt)).map(round6);
     }
+}
+
+/// Share of a step's domain logits `d` `[b_s + b_t]` on the right side
+/// (source > 0, target ≤ 0), as a detached device scalar (read only when
+/// logged).
+pub(super) fn batch_domain_acc(d: &Tensor, bs: usize) -> Result<Tensor, Error> {
+    let d = d.detach();
+    let n = d.dim(0)?;
+    let hits_s = d
+        .narrow(0, 0, bs)?
+        .gt(0.0)?
+        .to_dtype(DType::F32)?
+        .sum_all()?;
+    let hits_t = d
+        .narrow(0, bs, n - bs)?
+        .le(0.0)?
+        .to_dtype(DType::F32)?
+        .sum_all()?;
+    Ok(((hits_s + hits_t)? / n as f64)?)
 }

@@ -16,7 +16,7 @@ use crate::schedule;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use ebda_config::ConfigError;
-use ebda_critic::{CriticConfig, EnergyCritic};
+use ebda_critic::{CriticConfig, CriticLoss, EnergyCritic};
 use ebda_data::Batch;
 use ebda_nn::trainable_vars;
 use ebda_records::{CriticEval, MetricsLine, round6};
@@ -109,22 +109,17 @@ impl MethodSpec for EbdaConfig {
         shared: &Shared,
         device: &Device,
     ) -> Result<Box<dyn Method>, Error> {
-        let (vars, vb) = method_vars(cfg, STREAM, device);
-        let critic = self.critic.init(vb.pp("critic"))?;
-        let critic_opt = Optimizer::new(
-            &self.critic_optim,
-            vec![ParamGroup {
-                vars: trainable_vars(&vars),
-                lr_mult: 1.0,
-            }],
-        );
-        let opt = shared_optimizer(cfg, shared, Vec::new());
         Ok(Box::new(Ebda {
             cfg: self.clone(),
-            critic,
-            vars,
-            critic_opt,
-            opt,
+            player: CriticPlayer::new(
+                cfg,
+                &self.critic,
+                &self.critic_optim,
+                self.critic_steps,
+                STREAM,
+                device,
+            )?,
+            opt: shared_optimizer(cfg, shared, Vec::new()),
         }))
     }
 
@@ -144,11 +139,132 @@ impl MethodSpec for EbdaConfig {
     }
 }
 
-struct Ebda {
-    cfg: EbdaConfig,
+/// The energy critic as the adversarial player of a method: its variables
+/// and optimizer, its steps on detached inputs, and what it logs and
+/// records. EBDA feeds it features; `cdan-energy` CDAN's conditioned map.
+pub(super) struct CriticPlayer {
     critic: EnergyCritic,
     vars: VarMap,
-    critic_opt: Optimizer,
+    opt: Optimizer,
+    steps: usize,
+}
+
+impl CriticPlayer {
+    /// A critic from `critic`, seeded by stream `stream` of `cfg.seed`, with
+    /// its own optimizer and `steps` steps per iteration.
+    pub(super) fn new(
+        cfg: &ExperimentConfig,
+        critic: &CriticConfig,
+        optim: &OptimConfig,
+        steps: usize,
+        stream: u64,
+        device: &Device,
+    ) -> Result<Self, Error> {
+        let (vars, vb) = method_vars(cfg, stream, device);
+        let critic = critic.init(vb.pp("critic"))?;
+        let opt = Optimizer::new(
+            optim,
+            vec![ParamGroup {
+                vars: trainable_vars(&vars),
+                lr_mult: 1.0,
+            }],
+        );
+        Ok(Self {
+            critic,
+            vars,
+            opt,
+            steps,
+        })
+    }
+
+    /// The critic steps of one iteration on source `s` and target `t`
+    /// (detached inside `critic_loss_at`: only the critic moves); returns the
+    /// last step's loss.
+    pub(super) fn train(
+        &mut self,
+        s: &Tensor,
+        t: &Tensor,
+        margin: f64,
+        p: f64,
+    ) -> Result<CriticLoss, Error> {
+        let lr = schedule::lr_at(self.opt.config(), p);
+        let mut c = self.critic.critic_loss_at(s, t, margin)?;
+        self.opt.step(&c.total.backward()?, lr)?;
+        for _ in 1..self.steps {
+            c = self.critic.critic_loss_at(s, t, margin)?;
+            self.opt.step(&c.total.backward()?, lr)?;
+        }
+        Ok(c)
+    }
+
+    /// The extractor's feature step: `CE + λ · L_align(t)` through the
+    /// frozen critic, taken by `opt`; returns the step's statistics.
+    pub(super) fn feature_step(
+        &self,
+        opt: &mut Optimizer,
+        sp: StepParams,
+        ce: &Tensor,
+        t: &Tensor,
+        c: CriticLoss,
+        (fs, ft): (&Tensor, &Tensor),
+    ) -> Result<Stats, Error> {
+        let align = self.critic.alignment_loss(t)?;
+        let loss = (ce + (&align.total * sp.lambda)?)?;
+        opt.step(&loss.backward()?, sp.lr)?;
+        Ok(vec![
+            ("loss", loss.detach()),
+            ("ce", ce.detach()),
+            ("critic_loss", c.total.detach()),
+            ("critic_source_energy", c.source_energy),
+            ("critic_target_energy", c.target_energy),
+            ("critic_target_hinge", c.target_hinge),
+            ("critic_beyond_margin", c.beyond_margin),
+            ("align_energy", align.energy),
+            ("pull_away", align.pull_away),
+            ("feat_norm_source", mean_norm(fs)?),
+            ("feat_norm_target", mean_norm(ft)?),
+        ])
+    }
+
+    /// Per-sample energies of `x`.
+    pub(super) fn energy(&self, x: &Tensor) -> Result<Tensor, Error> {
+        Ok(self.critic.energy(x)?)
+    }
+
+    /// The critic's variables, named for checkpoints.
+    pub(super) fn var_map(&self) -> (&'static str, &VarMap) {
+        ("critic", &self.vars)
+    }
+
+    /// Its optimizer, named for checkpoints.
+    pub(super) fn optimizer(&mut self) -> (&'static str, &mut Optimizer) {
+        ("critic_optim", &mut self.opt)
+    }
+}
+
+/// The critic fields of a metrics line: the margin and the mean test
+/// energies (and their gap when there is a source test set).
+pub(super) fn record_energies(
+    margin: f64,
+    tgt: &EvalResult,
+    src: Option<&EvalResult>,
+    line: &mut MetricsLine,
+) {
+    let Some(target) = tgt.mean_energy() else {
+        return;
+    };
+    let source = src.and_then(EvalResult::mean_energy);
+    line.critic = Some(CriticEval {
+        margin: round6(margin),
+        target_energy: round6(target),
+        source_energy: source.map(round6),
+        energy_gap: source.map(|s| round6(target - s)),
+    });
+}
+
+struct Ebda {
+    cfg: EbdaConfig,
+    player: CriticPlayer,
     opt: Optimizer,
 }
 
@@ -166,48 +282,24 @@ impl Method for Ebda {
     ) -> Result<Stats, Error> {
         let tgt = tgt.ok_or_else(|| Error::Run("ebda needs a target batch".into()))?;
         let Joint { fs, ft, ce, .. } = Joint::forward(shared, src, tgt)?;
-        let margin = self.cfg.margin_at(sp.p);
-        // Critic steps: features detached inside critic_loss_at; only the critic moves.
-        let critic_lr = schedule::lr_at(self.critic_opt.config(), sp.p);
-        let mut c = self.critic.critic_loss_at(&fs, &ft, margin)?;
-        self.critic_opt.step(&c.total.backward()?, critic_lr)?;
-        for _ in 1..self.cfg.critic_steps {
-            c = self.critic.critic_loss_at(&fs, &ft, margin)?;
-            self.critic_opt.step(&c.total.backward()?, critic_lr)?;
-        }
-        // Feature step through the updated, frozen critic.
-        let align = self.critic.alignment_loss(&ft)?;
-        let loss = (&ce + (&align.total * sp.lambda)?)?;
-        self.opt.step(&loss.backward()?, sp.lr)?;
-        Ok(vec![
-            ("loss", loss.detach()),
-            ("ce", ce.detach()),
-            ("critic_loss", c.total.detach()),
-            ("critic_source_energy", c.source_energy),
-            ("critic_target_energy", c.target_energy),
-            ("critic_target_hinge", c.target_hinge),
-            ("critic_beyond_margin", c.beyond_margin),
-            ("align_energy", align.energy),
-            ("pull_away", align.pull_away),
-            ("feat_norm_source", mean_norm(&fs)?),
-            ("feat_norm_target", mean_norm(&ft)?),
-        ])
+        let c = self
+            .player
+            .train(&fs, &ft, self.cfg.margin_at(sp.p), sp.p)?;
+        self.player
+            .feature_step(&mut self.opt, sp, &ce, &ft, c, (&fs, &ft))
     }
 
     fn var_maps(&self) -> Vec<(&'static str, &VarMap)> {
-        vec![("critic", &self.vars)]
+        vec![self.player.var_map()]
     }
 
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Optimizer)> {
-        vec![
-            ("optim", &mut self.opt),
-            ("critic_optim", &mut self.critic_opt),
-        ]
+        vec![("optim", &mut self.opt), self.player.optimizer()]
     }
 
     fn probe(&self, f: &Tensor, _logits: &Tensor) -> Result<Probes, Error> {
         Ok(Probes {
-            energy: Some(self.critic.energy(f)?),
+            energy: Some(self.player.energy(f)?),
             ..Probes::default()
         })
     }
@@ -219,16 +311,7 @@ impl Method for Ebda {
         src: Option<&EvalResult>,
         line: &mut MetricsLine,
     ) {
-        let Some(target) = tgt.mean_energy() else {
-            return;
-        };
-        let source = src.and_then(EvalResult::mean_energy);
-        line.critic = Some(CriticEval {
-            margin: round6(self.cfg.margin_at(sp.p)),
-            target_energy: round6(target),
-            source_energy: source.map(round6),
-            energy_gap: source.map(|s| round6(target - s)),
-        });
+        record_energies(self.cfg.margin_at(sp.p), tgt, src, line);
     }
 }
 
