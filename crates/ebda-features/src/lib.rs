@@ -5,6 +5,7 @@
 //! | `lenet` | `1×28×28`    | conv 1→20 k5, pool 2, ReLU; conv 20→50 k5, Dropout2d 0.5, pool 2, ReLU; fc 800→500, ReLU, Dropout 0.5 | 500 |
 //! | `dtn`   | `3×32×32`    | 3 × (conv k5 s2 p2, BN, Dropout2d 0.1/0.3/0.5, ReLU) with 64/128/256 channels; fc 4096→512, BN, ReLU, Dropout 0.5 | 512 |
 //! | `mlp`   | `in_dim`     | (Linear, ReLU, Dropout) per hidden width, for precomputed feature vectors | last width |
+//! | `resnet`| `3×224×224`  | torchvision's ResNet-18/34/50/101 (v1.5), global average pool, no `fc`; trainable or frozen BN; ImageNet weights from `.pth` / `.safetensors` | 512 / 2048 |
 //!
 //! LeNet and DTN match the digits backbones of the Transfer-Learning-Library
 //! (tllib `tllib/vision/models/digits.py`: `LeNet`, `DTN`), which follow the
@@ -37,10 +38,13 @@
 mod dtn;
 mod lenet;
 mod mlp;
+mod resnet;
+pub mod weights;
 
 pub use dtn::Dtn;
 pub use lenet::LeNet;
 pub use mlp::Mlp;
+pub use resnet::{BnMode, DEPTHS as RESNET_DEPTHS, ResNet, ResNetSpec};
 
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Module, ModuleT, VarBuilder};
@@ -57,6 +61,9 @@ pub enum Error {
     /// An input batch does not have the shape the extractor was built for.
     #[error("{arch} input: {reason}")]
     Input { arch: &'static str, reason: String },
+    /// A pretrained weights file cannot be read or does not fit the network.
+    #[error("weights file {file}: {reason}")]
+    Weights { file: String, reason: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
@@ -101,6 +108,8 @@ pub enum Group {
     Backbone,
     /// Layers added on top of the backbone.
     NewLayers,
+    /// Not trained at all (e.g. the affine parameters of a frozen BatchNorm).
+    Frozen,
 }
 
 /// Reference dropout before the output layer of every backbone (tllib).
@@ -172,6 +181,48 @@ impl Default for MlpConfig {
     }
 }
 
+/// A ResNet's settings (ImageNet-style images: Office-31, Office-Home).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResnetConfig {
+    /// 18, 34, 50 or 101 (torchvision's networks).
+    pub depth: usize,
+    /// Pretrained weights: a torchvision `.pth` (zip format) or a timm /
+    /// Hugging Face `.safetensors` file (`ebda data fetch resnet50` gets
+    /// torchvision's). Without it the network starts from torchvision's
+    /// random initialisation, and the log says so.
+    pub weights: Option<String>,
+    /// Use BatchNorm's running statistics in training too, never updating them.
+    pub frozen_bn: bool,
+    /// With `frozen_bn`: whether BatchNorm's γ and β still train.
+    pub bn_affine_trainable: bool,
+    /// Side of the square input images (224 for ImageNet-pretrained networks).
+    pub input_size: usize,
+    /// Divides every stage's width (1 = torchvision's network); for small
+    /// test networks built by the same code.
+    pub width_divisor: usize,
+}
+
+impl Default for ResnetConfig {
+    fn default() -> Self {
+        Self {
+            depth: 50,
+            weights: None,
+            frozen_bn: false,
+            bn_affine_trainable: true,
+            input_size: 224,
+            width_divisor: 1,
+        }
+    }
+}
+
+impl ResnetConfig {
+    /// The network's shape, if the depth is one torchvision defines.
+    pub fn spec(&self) -> Option<ResNetSpec> {
+        ResNetSpec::of_depth(self.depth).map(|s| s.narrowed(self.width_divisor))
+    }
+}
+
 ebda_config::tagged_config! {
     /// The backbone and its own settings. In a config: `"backbone": "dtn"`
     /// (its defaults) or `"backbone": {"mlp": {"in_dim": 800}}`.
@@ -179,6 +230,7 @@ ebda_config::tagged_config! {
         "lenet" => Lenet(LenetConfig),
         "dtn" => Dtn(DtnConfig),
         "mlp" => Mlp(MlpConfig),
+        "resnet" => Resnet(ResnetConfig),
     }
 }
 
@@ -261,6 +313,32 @@ impl FeaturesConfig {
                     ));
                 }
             }
+            BackboneConfig::Resnet(c) => {
+                if c.spec().is_none() {
+                    return Err(invalid(
+                        at("depth"),
+                        format!("must be one of {:?}, got {}", resnet::DEPTHS, c.depth),
+                    ));
+                }
+                if c.width_divisor == 0 || c.width_divisor > 64 {
+                    return Err(invalid(
+                        at("width_divisor"),
+                        format!("must be in 1..=64, got {}", c.width_divisor),
+                    ));
+                }
+                if c.input_size < 32 {
+                    return Err(invalid(
+                        at("input_size"),
+                        format!("must be ≥ 32, got {}", c.input_size),
+                    ));
+                }
+                if c.weights.as_deref() == Some("") {
+                    return Err(invalid(
+                        at("weights"),
+                        "is empty; omit it for random initialisation".into(),
+                    ));
+                }
+            }
         }
         if self.bottleneck == Some(0) {
             return Err(invalid("bottleneck", "must be > 0, got 0".into()));
@@ -274,6 +352,7 @@ impl FeaturesConfig {
             BackboneConfig::Lenet(_) => lenet::OUT_DIM,
             BackboneConfig::Dtn(_) => dtn::OUT_DIM,
             BackboneConfig::Mlp(c) => c.hidden.last().copied().unwrap_or(c.in_dim),
+            BackboneConfig::Resnet(c) => c.spec().map_or(0, |s| s.out_dim()),
         }
     }
 
@@ -303,6 +382,7 @@ impl FeaturesConfig {
                 rng,
             )?),
             BackboneConfig::Mlp(c) => Box::new(Mlp::new(c.in_dim, &c.hidden, c.dropout, vbb, rng)?),
+            BackboneConfig::Resnet(c) => Box::new(init_resnet(c, vbb)?),
         };
         match self.bottleneck {
             None => Ok(backbone),
@@ -343,6 +423,34 @@ impl FeatureExtractor for WithBottleneck {
     fn input_dims(&self) -> Vec<usize> {
         self.backbone.input_dims()
     }
+
+    fn group(&self, name: &str) -> Group {
+        match name.strip_prefix(BACKBONE) {
+            Some(rest) if rest.starts_with('.') => self.backbone.group(name),
+            _ => Group::NewLayers,
+        }
+    }
+}
+
+/// Builds a ResNet and, when the config names a weights file, writes the
+/// file's values into it (every variable must be there with its shape).
+fn init_resnet(c: &ResnetConfig, vb: VarBuilder) -> Result<ResNet> {
+    let spec = c.spec().ok_or_else(|| {
+        invalid(
+            "backbone.resnet.depth",
+            format!("unsupported depth {}", c.depth),
+        )
+    })?;
+    let mode = BnMode {
+        frozen: c.frozen_bn,
+        affine_trainable: c.bn_affine_trainable,
+    };
+    let net = ResNet::new(spec, mode, c.input_size, vb)?;
+    if let Some(file) = &c.weights {
+        let path = std::path::Path::new(file);
+        net.load(&weights::to_torchvision(weights::read(path)?), file)?;
+    }
+    Ok(net)
 }
 
 /// Checks `[b, c, h, w]` against an expected `[c, h, w]`.

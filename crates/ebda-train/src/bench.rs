@@ -65,6 +65,7 @@ pub fn extractor_macs(f: &FeaturesConfig) -> f64 {
             w.extend(&c.hidden);
             linear_macs(&w)
         }
+        BackboneConfig::Resnet(c) => c.spec().map_or(0.0, |s| s.macs(c.input_size)),
     };
     backbone + f.bottleneck.map_or(0.0, |b| (f.backbone_dim() * b) as f64)
 }

@@ -194,20 +194,22 @@ const CLASSIFIER: &str = "classifier";
 
 /// The optimizer of `F`, `C` and the method's `extra` variables: the
 /// variables the extractor puts in its backbone group at
-/// `optim.backbone_lr_mult`, the rest at 1.
+/// `optim.backbone_lr_mult`, the rest at 1; frozen ones not at all.
 pub fn shared_optimizer(
     cfg: &ExperimentConfig,
     shared: &Shared,
     extra: Vec<(String, candle_core::Var)>,
 ) -> Optimizer {
-    let in_backbone = |name: &str| {
+    use ebda_features::Group;
+    let group = |name: &str| {
         name.strip_prefix(FEATURES)
             .and_then(|r| r.strip_prefix('.'))
-            .is_some_and(|r| shared.extractor.group(r) == ebda_features::Group::Backbone)
+            .map_or(Group::NewLayers, |r| shared.extractor.group(r))
     };
     let (backbone, head): (Vec<_>, Vec<_>) = trainable_vars(&shared.vars)
         .into_iter()
-        .partition(|(n, _)| in_backbone(n));
+        .filter(|(n, _)| group(n) != Group::Frozen)
+        .partition(|(n, _)| group(n) == Group::Backbone);
     let mut others = head;
     others.extend(extra);
     Optimizer::new(
