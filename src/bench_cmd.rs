@@ -10,7 +10,9 @@ pub struct BenchArgs {
     /// Methods to time (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "source-only,dann,ebda")]
     methods: Vec<String>,
-    /// Extractors to time (comma-separated): lenet, dtn.
+    /// Extractors to time (comma-separated): lenet, dtn, resnet18, resnet34,
+    /// resnet50, resnet101 (ResNets: 224×224 RGB, bottleneck 256, 31 classes,
+    /// a 1024-1024 discriminator with BN — the Office-31 protocol's shapes).
     #[arg(long, value_delimiter = ',', default_value = "lenet")]
     arch: Vec<String>,
     /// Source batch size (the target batch is the same).
@@ -22,9 +24,9 @@ pub struct BenchArgs {
     steps: usize,
     #[arg(long, default_value_t = 3)]
     repeats: usize,
-    /// Inference batch size (0 skips inference).
-    #[arg(long, default_value_t = 256)]
-    infer_batch: usize,
+    /// Inference batch sizes (comma-separated; 0 skips inference).
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    infer_batch: Vec<usize>,
     /// The machine's measured FP32 peak in GFLOP/s, to print the share of it.
     #[arg(long)]
     peak_gflops: Option<f64>,
@@ -39,6 +41,28 @@ fn config(method: &str, arch: &str, batch: usize) -> Result<ExperimentConfig> {
         format!("model.features.backbone={arch}"),
         format!("data.batch_size={batch}"),
     ];
+    if let Some(depth) = arch.strip_prefix("resnet") {
+        let depth: usize = depth.parse().with_context(|| {
+            format!("--arch {arch}: expected resnet18, resnet34, resnet50 or resnet101")
+        })?;
+        sets.retain(|s| !s.starts_with("model.features.backbone="));
+        sets.extend([
+            format!(r#"model.features.backbone={{"resnet": {{"depth": {depth}}}}}"#),
+            "model.features.bottleneck=256".into(),
+            "model.classifier.num_classes=31".into(),
+            "data.input.channels=3".into(),
+            "data.input.height=224".into(),
+            "data.input.width=224".into(),
+            "data.input.mean=[0.485, 0.456, 0.406]".into(),
+            "data.input.std=[0.229, 0.224, 0.225]".into(),
+        ]);
+        if method == "dann" {
+            sets.push(
+                r#"method={"dann": {"discriminator": {"hidden": [1024, 1024], "batch_norm": true, "dropout": 0.0}}}"#
+                    .into(),
+            );
+        }
+    }
     if arch == "dtn" {
         sets.extend(
             [
@@ -80,11 +104,11 @@ pub fn run(args: &BenchArgs, device: &candle_core::Device) -> Result<()> {
             )?);
             print_row(results.last().expect("pushed"), args.peak_gflops);
         }
-        if args.infer_batch > 0 {
+        for &b in args.infer_batch.iter().filter(|&&b| b > 0) {
             let cfg = config("source-only", arch, args.batch)?;
             results.push(ebda_train::bench::bench_infer(
                 &cfg,
-                args.infer_batch,
+                b,
                 args.warmup,
                 args.steps,
                 args.repeats,

@@ -75,7 +75,7 @@ fn load_sources(path: Option<&Path>) -> Result<Sources> {
 }
 
 /// Parses FORMAT:ROOT[:PART], a JSON object, or a JSON file into a spec.
-fn parse_spec(text: &str) -> Result<DataSpec> {
+pub(crate) fn parse_spec(text: &str) -> Result<DataSpec> {
     let json = if text.trim_start().starts_with('{') {
         Some(text.to_string())
     } else if text.ends_with(".json") && Path::new(text).is_file() {

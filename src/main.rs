@@ -4,6 +4,7 @@ mod bench_cmd;
 mod data_cmd;
 mod demo;
 mod device;
+mod features_cmd;
 mod report_cmd;
 mod train_cmd;
 
@@ -63,6 +64,9 @@ enum Command {
     /// Inspect, check and fetch datasets.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Extract a pretrained backbone's features of a dataset (cached-feature training).
+    #[command(subcommand)]
+    Features(features_cmd::FeaturesCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -178,6 +182,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(&args, &cli.device.open()?)?,
         Command::Report(args) => report_cmd::run(&args)?,
         Command::Bench(args) => bench_cmd::run(&args, &cli.device.open()?)?,
+        Command::Features(cmd) => features_cmd::run(&cmd, &cli.device.open()?)?,
         Command::Config(ConfigCommand::Show(args)) => {
             let cfg = ExperimentConfig::load(args.config.as_deref(), &args.sets)?;
             println!("{}", serde_json::to_string_pretty(&cfg)?);

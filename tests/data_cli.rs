@@ -251,3 +251,71 @@ fn inspect_prints_counts_and_writes_a_grid() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Model weights: torchvision publishes only an 8-hex-digit sha256 prefix
+/// (in the file name); a file with that prefix is kept, another is deleted,
+/// and the shipped `resnet50` entry names torchvision's URL and the place
+/// for the file when the network is unreachable.
+#[test]
+fn weights_are_fetched_and_checked_by_their_sha256_prefix() {
+    let dir = common::temp_dir("fetch-weights");
+    let body: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let sha = hex::encode(sha2::Sha256::digest(&body));
+    let server = serve(body.clone(), 8);
+    let entry = |kind: &str, prefix: &str| {
+        serde_json::json!({
+            "description": "test weights", "citation": "test", "dir": "weights",
+            "files": [{"name": format!("resnet50-{prefix}.pth"), "sha256_prefix": prefix,
+                       "urls": [format!("http://127.0.0.1:{}/{kind}/w.pth", server.port)]}]
+        })
+    };
+    let sources = dir.join("sources.json");
+    let doc = serde_json::json!({"good": entry("ok", &sha[..8]), "wrong": entry("ok", "00000000")});
+    std::fs::write(&sources, doc.to_string()).unwrap();
+    let data = dir.join("data");
+    let (s, d) = (sources.to_str().unwrap(), data.to_str().unwrap());
+    let out = ebda(&["data", "fetch", "good", "--dir", d, "--sources", s]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let kept = data.join(format!("weights/resnet50-{}.pth", &sha[..8]));
+    assert_eq!(std::fs::read(&kept).unwrap(), body);
+    let out = ebda(&["data", "check", "good", "--dir", d, "--sources", s]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+
+    let out = ebda(&["data", "fetch", "wrong", "--dir", d, "--sources", s]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("sha256 prefix") && err.contains("00000000"),
+        "{err}"
+    );
+    assert!(!data.join("weights/resnet50-00000000.pth").exists());
+
+    // The shipped entry, with nothing reachable: which URL, and where to put it.
+    let out = Command::new(env!("CARGO_BIN_EXE_ebda"))
+        .args(["data", "fetch", "resnet50", "--dir", d])
+        .env("HTTPS_PROXY", format!("http://127.0.0.1:{}", dead_port()))
+        .env("ALL_PROXY", format!("http://127.0.0.1:{}", dead_port()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("https://download.pytorch.org/models/resnet50-0676ba61.pth")
+            && err.contains(
+                &data
+                    .join("weights/resnet50-0676ba61.pth")
+                    .display()
+                    .to_string()
+            ),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn dead_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -51,5 +51,5 @@ pub use images::{OFFICE31_CLASSES, OFFICE31_DOMAINS};
 pub use io::{read_maybe_compressed, sha256_file};
 pub use loader::{Batch, Loader, assemble, eval_batches};
 pub use preprocess::{Augment, IMAGENET_MEAN, IMAGENET_STD, InputConfig};
-pub use sampler::{Sampler, SamplerState, Sampling};
+pub use sampler::{Sampler, SamplerState, Sampling, mix};
 pub use spec::{DataSpec, Format};

@@ -40,7 +40,7 @@ pub struct SamplerState {
 }
 
 /// Mixes counters into a seed (SplitMix64 finaliser over a running xor).
-pub(crate) fn mix(parts: &[u64]) -> u64 {
+pub fn mix(parts: &[u64]) -> u64 {
     let mut z: u64 = 0x9e37_79b9_7f4a_7c15;
     for &p in parts {
         z ^= p

@@ -346,6 +346,14 @@ impl FeaturesConfig {
         Ok(())
     }
 
+    /// The pretrained weights file the backbone starts from, if any.
+    pub fn weights_file(&self) -> Option<&str> {
+        match &self.backbone {
+            BackboneConfig::Resnet(c) => c.weights.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The width of the backbone's output (before any bottleneck).
     pub fn backbone_dim(&self) -> usize {
         match &self.backbone {

@@ -317,6 +317,10 @@ pub struct Manifest {
     pub method: String,
     pub dataset_files_sha256: BTreeMap<String, String>,
     pub dataset_sizes: BTreeMap<String, usize>,
+    /// Pretrained weights the run started from: file → sha256 (empty for
+    /// random initialisation).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weights_sha256: BTreeMap<String, String>,
     pub command: Vec<String>,
 }
 

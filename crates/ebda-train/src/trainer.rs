@@ -138,6 +138,22 @@ fn manifest(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    let mut weights = BTreeMap::new();
+    match cfg.model.features.weights_file() {
+        Some(w) => {
+            weights.insert(w.to_string(), ebda_data::sha256_file(Path::new(w))?);
+        }
+        None if matches!(
+            cfg.model.features.backbone,
+            ebda_features::BackboneConfig::Resnet(_)
+        ) =>
+        {
+            tracing::warn!(
+                "the ResNet backbone starts from random initialisation: no weights file is configured (model.features.backbone.resnet.weights)"
+            );
+        }
+        None => {}
+    }
     let (git_revision, git_dirty) = code_revision();
     Ok(Manifest {
         ebda_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -151,6 +167,7 @@ fn manifest(
         method: cfg.method.name().to_string(),
         dataset_files_sha256: files,
         dataset_sizes: counts,
+        weights_sha256: weights,
         command: opts.command.clone(),
     })
 }

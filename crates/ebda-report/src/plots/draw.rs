@@ -67,7 +67,10 @@ pub(super) fn draw<DB: DrawingBackend>(
 }
 
 pub(super) fn padded(lo: f64, hi: f64) -> (f64, f64) {
-    if !(lo.is_finite() && hi.is_finite()) {
+    // No finite points (an empty panel leaves lo = MAX, hi = MIN), or a span
+    // that overflows: a unit range. plotters' tick search never ends on a
+    // reversed or infinite range.
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi && (hi - lo).is_finite()) {
         return (0.0, 1.0);
     }
     let span = hi - lo;
@@ -210,12 +213,14 @@ pub(super) fn draw_histogram<DB: DrawingBackend>(
                 .collect()
         })
         .collect();
-    let top = densities
-        .iter()
-        .flatten()
-        .copied()
-        .fold(0.0f64, f64::max)
-        .max(f64::MIN_POSITIVE);
+    let top = densities.iter().flatten().copied().fold(0.0f64, f64::max);
+    // No finite values: an empty panel with a unit axis (a vanishing range
+    // would hang plotters' tick search).
+    let top = if top.is_finite() && top > 0.0 {
+        top
+    } else {
+        1.0
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 17))
         .margin(12)

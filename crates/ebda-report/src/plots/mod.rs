@@ -174,6 +174,54 @@ mod tests {
     use super::*;
     use ebda_records::MetricsLine;
 
+    /// Panels without a finite point (a metric a run does not record, e.g.
+    /// source accuracy without a source test set) draw with unit axes; they
+    /// once hung plotters' tick search on a reversed range.
+    #[test]
+    fn empty_and_degenerate_panels_draw() {
+        assert_eq!(draw::padded(f64::MAX, f64::MIN), (0.0, 1.0));
+        assert_eq!(draw::padded(-f64::MAX, f64::MAX), (0.0, 1.0));
+        assert_eq!(draw::padded(f64::NAN, 1.0), (0.0, 1.0));
+        let (lo, hi) = draw::padded(2.0, 2.0);
+        assert!(lo < 2.0 && hi > 2.0);
+        let line = |points: Vec<(f64, f64, f64)>| Line {
+            label: "x".into(),
+            color: RGBColor(0, 0, 0),
+            dashed: false,
+            points,
+        };
+        let fig = Figure {
+            title: "empty".into(),
+            panels: vec![
+                Panel::Lines {
+                    title: "no points".into(),
+                    y_desc: "y".into(),
+                    lines: vec![line(vec![])],
+                },
+                Panel::Lines {
+                    title: "NaN only".into(),
+                    y_desc: "y".into(),
+                    lines: vec![line(vec![(1.0, f64::NAN, f64::NAN)])],
+                },
+                Panel::Histogram {
+                    title: "no finite values".into(),
+                    sets: vec![("a".into(), RGBColor(1, 2, 3), vec![f32::NAN, f32::INFINITY])],
+                },
+                Panel::Histogram {
+                    title: "nothing".into(),
+                    sets: vec![],
+                },
+            ],
+            cols: 2,
+            legend_always: false,
+        };
+        let dir = std::env::temp_dir().join(format!("ebda-empty-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        draw::write_figure(&dir, "empty", &fig).unwrap();
+        assert!(dir.join("empty.png").is_file());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn file_stems_are_safe() {
         assert_eq!(file_stem("U2M @6000-accuracy"), "U2M-6000-accuracy");
