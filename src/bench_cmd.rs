@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Methods to time (comma-separated).
+    /// Methods to time (comma-separated; empty: inference only).
     #[arg(long, value_delimiter = ',', default_value = "source-only,dann,ebda")]
     methods: Vec<String>,
     /// Extractors to time (comma-separated): lenet, dtn, resnet18, resnet34,
@@ -93,7 +93,7 @@ pub fn run(args: &BenchArgs, device: &candle_core::Device) -> Result<()> {
     );
     let mut results = Vec::new();
     for arch in &args.arch {
-        for method in &args.methods {
+        for method in args.methods.iter().filter(|m| !m.is_empty()) {
             let cfg = config(method, arch, args.batch)?;
             results.push(ebda_train::bench::bench_train(
                 &cfg,
@@ -139,7 +139,7 @@ fn print_row(r: &ebda_train::bench::BenchResult, peak: Option<f64>) {
         format!("{:.1}", 100.0 * r.median_gflops / p)
     });
     println!(
-        "{:<28} {:>10.2} {:>12.0} {:>10.1} {:>8}",
+        "{:<28} {:>10.3} {:>12.1} {:>10.1} {:>8}",
         r.name, r.median_per_second, r.median_images_per_second, r.median_gflops, share
     );
 }

@@ -25,14 +25,12 @@
 use crate::{Error, FeatureExtractor, Group, Result};
 use candle_core::{DType, Tensor};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
-use candle_nn::{BatchNorm, Conv2dConfig, Init, Module, ModuleT, VarBuilder};
+use candle_nn::{Conv2dConfig, Init, Module, VarBuilder};
+use ebda_nn::BatchNorm;
 use ebda_nn::{Conv2d, Pool2d};
 
 /// The depths torchvision defines and ebda builds.
 pub const DEPTHS: [usize; 4] = [18, 34, 50, 101];
-
-/// PyTorch's BatchNorm ε.
-const BN_EPS: f64 = 1e-5;
 
 /// The shape of a ResNet: block type, blocks per stage and widths.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,7 +167,7 @@ pub struct BnMode {
     pub affine_trainable: bool,
 }
 
-/// A BatchNorm2d that may be frozen.
+/// A BatchNorm2d (PyTorch's ε = 1e-5, momentum 0.1) that may be frozen.
 struct Bn {
     inner: BatchNorm,
     frozen: bool,
@@ -188,13 +186,39 @@ impl Bn {
         let mean = get("running_mean", 0.0)?;
         let var = get("running_var", 1.0)?;
         Ok(Self {
-            inner: BatchNorm::new(c, mean, var, weight, bias, BN_EPS)?,
+            inner: BatchNorm::new(weight, bias, mean, var)?,
             frozen,
         })
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         Ok(self.inner.forward_t(x, train && !self.frozen)?)
+    }
+
+    /// Whether this BN uses its running statistics in this pass.
+    fn uses_running(&self, train: bool) -> bool {
+        !train || self.frozen
+    }
+
+    /// `bn(conv(x))`. With running statistics the BN is an affine map per
+    /// channel and is folded into the convolution (`W·s`, bias `β − μ·s`,
+    /// `s = γ/√(σ² + ε)`): one op instead of three full passes; gradients
+    /// still reach `W`, `γ` and `β` through the fold.
+    fn after(&self, conv: &Conv2d, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !self.uses_running(train) {
+            return self.forward_t(&conv.forward(x)?, train);
+        }
+        let bn = &self.inner;
+        let dt = conv.weight().dtype();
+        let inv = (bn.running_var().detach().to_dtype(dt)? + bn.eps())?
+            .sqrt()?
+            .recip()?;
+        let scale = (bn.weight() * &inv)?; // [oc]
+        let shift = (bn.bias() - (bn.running_mean().detach().to_dtype(dt)? * &scale)?)?;
+        let w = conv
+            .weight()
+            .broadcast_mul(&scale.reshape((scale.dim(0)?, 1, 1, 1))?)?;
+        Ok(Conv2d::new(w, Some(shift), *conv.config()).forward(x)?)
     }
 }
 
@@ -248,13 +272,13 @@ impl Block {
         let mut h = x.clone();
         let last = self.convs.len() - 1;
         for (j, (conv, bn)) in self.convs.iter().enumerate() {
-            h = bn.forward_t(&conv.forward(&h)?, train)?;
+            h = bn.after(conv, &h, train)?;
             if j < last {
                 h = ebda_nn::relu(&h)?;
             }
         }
         let shortcut = match &self.downsample {
-            Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
+            Some((conv, bn)) => bn.after(conv, x, train)?,
             None => x.clone(),
         };
         Ok(ebda_nn::relu(&(h + shortcut)?)?)
@@ -464,12 +488,17 @@ impl FeatureExtractor for ResNet {
                 });
             }
         }
+        // In evaluation mode no autograd graph is kept (as under PyTorch's
+        // no_grad): each block's output is detached, so a block's
+        // intermediates are freed as soon as it is done. A gradient through
+        // evaluation-mode statistics is had with frozen BN in train mode.
+        let cut = |t: Tensor| if train { t } else { t.detach() };
         // [b, 3, h, w] -> [b, stem, h/4, w/4]
-        let mut h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?;
-        h = self.pool.forward(&ebda_nn::relu(&h)?)?;
+        let mut h = self.bn1.after(&self.conv1, x, train)?;
+        h = cut(self.pool.forward(&ebda_nn::relu(&h)?)?);
         for stage in &self.stages {
             for block in stage {
-                h = block.forward_t(&h, train)?;
+                h = cut(block.forward_t(&h, train)?);
             }
         }
         // Global average pool: [b, D, h/32, w/32] -> [b, D]

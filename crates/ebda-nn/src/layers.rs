@@ -8,7 +8,7 @@
 //! are compared against PyTorch references trained from its defaults.
 
 use crate::Linear;
-use crate::ops::{Conv2dOp, Im2Col, Window, cpu_float};
+use crate::ops::{Conv2dOp, Window, cpu_float};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{BatchNorm, BatchNormConfig, Conv2dConfig, Init, VarBuilder};
 
@@ -99,59 +99,43 @@ impl Conv2d {
     pub fn config(&self) -> &Conv2dConfig {
         &self.cfg
     }
-
-    fn forward_im2col(&self, x: &Tensor) -> Result<Tensor> {
-        let (oc, ic, kh, kw) = self.weight.dims4()?;
-        let dims = x.dims4()?;
-        if dims.1 != ic {
-            candle_core::bail!(
-                "conv2d: input has {} channels, the weight expects {ic}",
-                dims.1
-            )
-        }
-        let g = Window::new(dims, (kh, kw), self.cfg.stride, self.cfg.padding)?;
-        let cols = x.contiguous()?.apply_op1(Im2Col(g))?; // [b·oh·ow, c·kh·kw]
-        let w = self.weight.reshape((oc, ic * kh * kw))?; // [out, c·kh·kw]
-        let y = cols.matmul(&w.t()?)?; // [b·oh·ow, out]
-        let y = y
-            .reshape((g.b, g.oh * g.ow, oc))?
-            .transpose(1, 2)?
-            .contiguous()?; // [b, out, oh·ow]
-        y.reshape((g.b, oc, g.oh, g.ow))
-    }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let plain = self.cfg.groups == 1 && self.cfg.dilation == 1;
-        if let (true, true, Some(b)) = (cpu_float(x), plain, &self.bias) {
-            // One fused op: im2col + GEMM + bias, with its own backward.
-            let (_, _, kh, kw) = self.weight.dims4()?;
+        if cpu_float(x) && plain {
+            // One fused op: im2col + GEMM + bias, with its own backward (a
+            // bias-free convolution gets a zero bias that no one trains).
+            let (oc, ic, kh, kw) = self.weight.dims4()?;
             let g = Window::new(x.dims4()?, (kh, kw), self.cfg.stride, self.cfg.padding)?;
-            if x.dim(1)? != self.weight.dim(1)? {
+            if x.dim(1)? != ic {
                 candle_core::bail!(
-                    "conv2d: input has {} channels, the weight expects {}",
-                    x.dim(1)?,
-                    self.weight.dim(1)?
+                    "conv2d: input has {} channels, the weight expects {ic}",
+                    x.dim(1)?
                 )
             }
+            let zero;
+            let bias = match &self.bias {
+                Some(b) => b,
+                None => {
+                    zero = Tensor::zeros(oc, self.weight.dtype(), self.weight.device())?;
+                    &zero
+                }
+            };
             return x.contiguous()?.apply_op3(
                 &self.weight.contiguous()?,
-                &b.contiguous()?,
+                &bias.contiguous()?,
                 Conv2dOp::new(g),
             );
         }
-        let y = if cpu_float(x) && plain {
-            self.forward_im2col(x)?
-        } else {
-            x.conv2d(
-                &self.weight,
-                self.cfg.padding,
-                self.cfg.stride,
-                self.cfg.dilation,
-                self.cfg.groups,
-            )?
-        };
+        let y = x.conv2d(
+            &self.weight,
+            self.cfg.padding,
+            self.cfg.stride,
+            self.cfg.dilation,
+            self.cfg.groups,
+        )?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
             None => Ok(y),

@@ -18,6 +18,9 @@
 //!   maximum, ties included, on every device (candle 0.11.1's own backward
 //!   scales it by 1/kernel-area, and a `max` reduction's backward feeds
 //!   every tied element).
+//! - [`BatchNorm`]: batch normalisation as PyTorch's, one fused op with a
+//!   closed-form backward on the CPU (candle's keeps six full-size
+//!   intermediates per layer in the autograd graph).
 //! - [`relu`]: ReLU whose gradient is 0 at exactly 0, as PyTorch's (candle's
 //!   passes it).
 //! - [`conv_pool_relu`]: convolution, channel dropout, max pooling and ReLU
@@ -76,6 +79,7 @@ mod init;
 mod layers;
 mod linear;
 mod mlp;
+mod norm;
 mod ops;
 mod pool;
 mod rng;
@@ -88,6 +92,7 @@ pub use init::{SeededInit, seeded_var_builder};
 pub use layers::{Conv2d, batch_norm, conv2d, linear};
 pub use linear::Linear;
 pub use mlp::Mlp;
+pub use norm::{BatchNorm, batch_norm2d};
 pub use pool::{Pool2d, max_pool2d, max_pool2d_generic};
 pub use rng::{Rng, RngState};
 pub use vars::{is_buffer, named_vars, parameter_count, trainable_vars};

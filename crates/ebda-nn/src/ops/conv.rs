@@ -23,6 +23,18 @@ enum Cols {
     F64(Vec<f64>),
 }
 
+/// The largest `im2col` a convolution keeps from its forward for its backward.
+const KEEP_COLS_BYTES: usize = 64 << 20;
+
+impl Cols {
+    fn bytes(&self) -> usize {
+        match self {
+            Cols::F32(v) => v.len() * 4,
+            Cols::F64(v) => v.len() * 8,
+        }
+    }
+}
+
 impl Conv2dOp {
     pub fn new(window: Window) -> Self {
         Self {
@@ -57,9 +69,29 @@ impl candle_core::CustomOp3 for Conv2dOp {
         ) -> (Vec<T>, Vec<T>) {
             let (rows, ckk, plane) = (g.oh * g.ow, g.cols(), g.c * g.h * g.w);
             let one = Window { b: 1, ..*g };
-            let mut cols = vec![T::zero(); g.b * rows * ckk];
             let mut y = vec![T::zero(); g.b * oc * rows];
             let per = chunk(g.b);
+            let fill_bias = |yb: &mut [T]| {
+                for (o, row) in yb.chunks_mut(rows).enumerate() {
+                    row.fill(bias[o]);
+                }
+            };
+            if g.pointwise() {
+                // y_b += W · x_b, x_b [c, h·w] read in place: no im2col.
+                y.par_chunks_mut(per * oc * rows)
+                    .enumerate()
+                    .for_each(|(ci, out)| {
+                        for i in 0..out.len() / (oc * rows) {
+                            let b = ci * per + i;
+                            let yb = &mut out[i * oc * rows..(i + 1) * oc * rows];
+                            fill_bias(yb);
+                            let xb = &x[b * plane..(b + 1) * plane];
+                            gemm(oc, rows, ckk, yb, rows, true, w, (ckk, 1), xb, (rows, 1));
+                        }
+                    });
+                return (y, Vec::new());
+            }
+            let mut cols = vec![T::zero(); g.b * rows * ckk];
             y.par_chunks_mut(per * oc * rows)
                 .zip(cols.par_chunks_mut(per * rows * ckk))
                 .enumerate()
@@ -69,9 +101,7 @@ impl candle_core::CustomOp3 for Conv2dOp {
                         let cb = &mut cbuf[i * rows * ckk..(i + 1) * rows * ckk]; // [rows, ckk]
                         im2col_one(&x[b * plane..(b + 1) * plane], &one, cb);
                         let yb = &mut out[i * oc * rows..(i + 1) * oc * rows]; // [oc, rows]
-                        for (o, row) in yb.chunks_mut(rows).enumerate() {
-                            row.fill(bias[o]);
-                        }
+                        fill_bias(yb);
                         // y_b += W · colsᵀ: lhs W (rs ckk, cs 1), rhs colsᵀ (rs 1, cs ckk).
                         gemm(oc, rows, ckk, yb, rows, true, w, (ckk, 1), cb, (1, ckk));
                     }
@@ -103,7 +133,12 @@ impl candle_core::CustomOp3 for Conv2dOp {
                 candle_core::bail!("ebda-conv2d: input, weight and bias must all be f32 or all f64")
             }
         };
-        *self.cols.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(cols));
+        // Kept for the weight gradient when small (LeNet: a few MB); a large
+        // one (ResNet's 3×3 convolutions: 9× the input, hundreds of MB per
+        // layer) is recomputed per image in the backward instead.
+        if cols.bytes() > 0 && cols.bytes() <= KEEP_COLS_BYTES {
+            *self.cols.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(cols));
+        }
         Ok((out, Shape::from((g.b, oc, g.oh, g.ow))))
     }
 
@@ -157,17 +192,19 @@ pub(super) fn grad_weight<T: WithDType>(
         .par_chunks(chunk(g.b))
         .map(|items| {
             let mut dw = vec![T::zero(); oc * (ckk + 1)];
-            let mut buf = if cached.is_none() {
+            let mut buf = if cached.is_none() && !g.pointwise() {
                 vec![T::zero(); rows * ckk]
             } else {
                 Vec::new()
             };
             for &b in items {
-                let cols: &[T] = match cached {
-                    Some(c) => &c[b * rows * ckk..(b + 1) * rows * ckk],
+                // cols_b [rows, ckk]; for a pointwise window, x_b [c, rows] read transposed.
+                let (cols, strides): (&[T], (usize, usize)) = match cached {
+                    Some(c) => (&c[b * rows * ckk..(b + 1) * rows * ckk], (ckk, 1)),
+                    None if g.pointwise() => (&x[b * plane..(b + 1) * plane], (1, rows)),
                     None => {
                         im2col_one(&x[b * plane..(b + 1) * plane], &one, &mut buf);
-                        &buf
+                        (&buf, (ckk, 1))
                     }
                 };
                 let dyb = &dy[b * oc * rows..(b + 1) * oc * rows]; // [oc, rows]
@@ -182,7 +219,7 @@ pub(super) fn grad_weight<T: WithDType>(
                     dyb,
                     (rows, 1),
                     cols,
-                    (ckk, 1),
+                    strides,
                 );
                 for (o, row) in dyb.chunks(rows).enumerate() {
                     let sum = row.iter().fold(T::zero(), |a, &v| a + v);
@@ -255,10 +292,16 @@ pub(super) fn grad_input<T: WithDType>(dy: &[T], w: &[T], g: &Window, oc: usize)
     dx.par_chunks_mut(per * plane)
         .enumerate()
         .for_each(|(ci, out)| {
-            let mut dcols = vec![T::zero(); ckk * rows];
+            let mut dcols = vec![T::zero(); if g.pointwise() { 0 } else { ckk * rows }];
             for i in 0..out.len() / plane {
                 let b = ci * per + i;
                 let dyb = &dy[b * oc * rows..(b + 1) * oc * rows]; // [oc, rows]
+                if g.pointwise() {
+                    // dX_b [c, rows] = Wᵀ · dY_b, written in place.
+                    let dxb = &mut out[i * plane..(i + 1) * plane];
+                    gemm(ckk, rows, oc, dxb, rows, false, w, (1, ckk), dyb, (rows, 1));
+                    continue;
+                }
                 // dcolsᵀ [ckk, rows] = Wᵀ (rs 1, cs ckk) · dY_b (rs rows, cs 1).
                 gemm(
                     ckk,

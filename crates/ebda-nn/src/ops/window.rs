@@ -1,10 +1,7 @@
-//! Window geometry of convolution and pooling, and `im2col`/`col2im`
-//! (per image and as ops whose backward is the other).
+//! Window geometry of convolution and pooling, and per-image `im2col` and
+//! its adjoint.
 
-use super::*;
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
-use rayon::prelude::*;
+use candle_core::{Result, WithDType};
 
 /// Geometry of a 2-D window op over `[b, c, h, w]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +50,12 @@ impl Window {
         self.c * self.kh * self.kw
     }
 
+    /// A 1×1 window with stride 1 and no padding: `im2col` of an image
+    /// `[c, h·w]` is its transpose, so the GEMMs read the image directly.
+    pub(crate) fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+
     /// Input row/column of output position `o` and kernel offset `k`, if inside.
     #[inline]
     pub(super) fn src(&self, o: usize, k: usize, limit: usize) -> Option<usize> {
@@ -60,17 +63,6 @@ impl Window {
             .checked_sub(self.pad)
             .filter(|&i| i < limit)
     }
-}
-
-pub(super) fn im2col<T: WithDType>(x: &[T], g: &Window) -> Vec<T> {
-    let (rows, cols, plane) = (g.oh * g.ow, g.cols(), g.c * g.h * g.w);
-    let mut out = vec![T::zero(); g.b * rows * cols];
-    out.par_chunks_mut(rows * cols)
-        .enumerate()
-        .for_each(|(bi, dst)| {
-            im2col_one(&x[bi * plane..(bi + 1) * plane], g, dst);
-        });
-    out
 }
 
 /// `im2col` of one image `[c, h, w]` into `dst` `[oh·ow, c·kh·kw]`; every
@@ -129,30 +121,6 @@ pub(super) fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// The adjoint of [`im2col_one`]: adds `cols` `[oh·ow, c·kh·kw]` into `img` `[c, h, w]`.
-pub(crate) fn col2im_one<T: WithDType>(cols_data: &[T], g: &Window, img: &mut [T]) {
-    let cols = g.cols();
-    for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            let row = &cols_data[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
-            for ci in 0..g.c {
-                let plane = &mut img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-                for ky in 0..g.kh {
-                    let Some(iy) = g.src(oy, ky, g.h) else {
-                        continue;
-                    };
-                    let j = (ci * g.kh + ky) * g.kw;
-                    for kx in 0..g.kw {
-                        if let Some(ix) = g.src(ox, kx, g.w) {
-                            plane[iy * g.w + ix] += row[j + kx];
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// [`col2im_one`] from the transposed layout `[c·kh·kw, oh·ow]` (what
 /// `Wᵀ · dY` gives directly): each column row adds along image rows, a
 /// contiguous slice at stride 1.
@@ -194,63 +162,5 @@ pub(crate) fn col2im_t_one<T: WithDType>(cols_t: &[T], ld: usize, g: &Window, im
                 }
             }
         }
-    }
-}
-
-pub(super) fn col2im<T: WithDType>(cols_data: &[T], g: &Window) -> Vec<T> {
-    let (rows, cols, plane) = (g.oh * g.ow, g.cols(), g.c * g.h * g.w);
-    let mut out = vec![T::zero(); g.b * plane];
-    out.par_chunks_mut(plane).enumerate().for_each(|(bi, img)| {
-        col2im_one(&cols_data[bi * rows * cols..(bi + 1) * rows * cols], g, img);
-    });
-    out
-}
-
-/// `[b, c, h, w] -> [b·oh·ow, c·kh·kw]`: row `(b, oy, ox)` holds the window at
-/// that output position, column `(c, ky, kx)`; outside the padded border, 0.
-pub(crate) struct Im2Col(pub Window);
-
-/// The adjoint of [`Im2Col`]: sums each column entry back into its input pixel.
-pub(crate) struct Col2Im(pub Window);
-
-macro_rules! float_dispatch {
-    ($storage:expr, $layout:expr, $f:expr, $op:literal) => {
-        match $storage {
-            CpuStorage::F32(d) => CpuStorage::F32($f(contiguous(d, $layout)?)),
-            CpuStorage::F64(d) => CpuStorage::F64($f(contiguous(d, $layout)?)),
-            other => candle_core::bail!("{}: f32 or f64 expected, got {:?}", $op, other.dtype()),
-        }
-    };
-}
-
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        "ebda-im2col"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let out = float_dispatch!(storage, layout, |x| im2col(x, g), "ebda-im2col");
-        Ok((out, Shape::from((g.b * g.oh * g.ow, g.cols()))))
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Col2Im(self.0))?))
-    }
-}
-
-impl CustomOp1 for Col2Im {
-    fn name(&self) -> &'static str {
-        "ebda-col2im"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let out = float_dispatch!(storage, layout, |x| col2im(x, g), "ebda-col2im");
-        Ok((out, Shape::from((g.b, g.c, g.h, g.w))))
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Im2Col(self.0))?))
     }
 }
