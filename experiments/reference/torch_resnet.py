@@ -17,7 +17,7 @@ ebda loads the `.pth` and compares all of them
 (`crates/ebda-features/tests/resnet_reference.rs`).
 
     pip install torch torchvision
-    # the small fixture committed for CI (ResNet-50 and -18 layouts, widths / 16)
+    # the small fixture committed for CI (ResNet-50 and -18 layouts, widths / 32)
     python experiments/reference/torch_resnet.py fixture crates/ebda-features/tests/fixtures/resnet
     # the full ResNet-50 at 224×224 (≈ 200 MB; compared when EBDA_RESNET_REFERENCE names the folder)
     python experiments/reference/torch_resnet.py full /tmp/resnet50-ref [--dtype float64]
@@ -84,9 +84,11 @@ def state_dict_without_fc(model):
     return {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
 
 
-def reference(model, batch, size, seed, out_dir, name, dtype):
+def reference(model, batch, size, seed, out_dir, name, dtype, grads=None):
     """Saves the f32 `state_dict`, then computes every reference value in
-    `dtype` (the f32 weights are exact in f64)."""
+    `dtype` (the f32 weights are exact in f64). `grads` limits the saved
+    gradients to parameters whose names start with one of its prefixes
+    (to keep committed fixtures small); None saves all."""
     os.makedirs(out_dir, exist_ok=True)
     torch.save(state_dict_without_fc(model), os.path.join(out_dir, f"{name}.pth"))
     model = model.to(dtype)
@@ -106,7 +108,8 @@ def reference(model, batch, size, seed, out_dir, name, dtype):
         if k.endswith("running_mean") or k.endswith("running_var"):
             expected[f"running.{k}"] = v.detach().clone()
     for k, p in model.named_parameters():
-        if p.grad is not None and not k.startswith("fc."):
+        keep = grads is None or any(k.startswith(g) for g in grads)
+        if p.grad is not None and not k.startswith("fc.") and keep:
             expected[f"grad.{k}"] = p.grad.detach().clone()
     torch.save(expected, os.path.join(out_dir, f"{name}.expected.pth"))
     print(f"{name}: {len(expected)} tensors, features {tuple(f.shape)}, {dtype}")
@@ -229,8 +232,13 @@ def main():
         # f64: at widths / 16 and 64×64 inputs, train-mode BN over 8 values per
         # channel in layer4 makes f32 gradients ill-conditioned (PyTorch's own
         # f32 and f64 gradients differ by up to 9 %), which would hide bugs.
-        reference(build(50, 16, 0), 2, 64, 0, args.out, "resnet50_div16", torch.float64)
-        reference(build(18, 16, 1), 2, 64, 1, args.out, "resnet18_div16", torch.float64)
+        # Gradients of the stem, every stage's first block (stride, downsample)
+        # and the last block: every kind of layer, under 500 kB per file.
+        grads = ["conv1.", "bn1.", "layer1.0.", "layer2.0.", "layer3.0.", "layer4.0."]
+        reference(build(50, 32, 0), 2, 64, 0, args.out, "resnet50_div32", torch.float64,
+                  grads + ["layer4.2."])
+        reference(build(18, 32, 1), 2, 64, 1, args.out, "resnet18_div32", torch.float64,
+                  grads + ["layer4.1."])
     elif args.cmd == "full":
         dtype = getattr(torch, args.dtype)
         reference(build(50, 1, 0), args.batch, 224, 0, args.out, "resnet50", dtype)

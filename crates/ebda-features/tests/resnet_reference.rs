@@ -145,12 +145,12 @@ const F64_EXACT: Tolerance = Tolerance {
 /// code gives differences at rounding level, a wrong op does not.
 #[test]
 fn narrow_resnet50_matches_torchvision() {
-    compare(&fixtures(), "resnet50_div16", 50, 16, 64, F64_EXACT);
+    compare(&fixtures(), "resnet50_div32", 50, 32, 64, F64_EXACT);
 }
 
 #[test]
 fn narrow_resnet18_matches_torchvision() {
-    compare(&fixtures(), "resnet18_div16", 18, 16, 64, F64_EXACT);
+    compare(&fixtures(), "resnet18_div32", 18, 32, 64, F64_EXACT);
 }
 
 /// The full ResNet-50 at 224×224, where a reference folder is given: in
@@ -267,7 +267,7 @@ fn features_of(cfg: &FeaturesConfig, x: &Tensor) -> Tensor {
 
 #[test]
 fn safetensors_with_timm_or_hugging_face_names_load_the_same_network() {
-    let pth = fixtures().join("resnet50_div16.pth");
+    let pth = fixtures().join("resnet50_div32.pth");
     let tensors = candle_core::pickle::read_all(&pth).unwrap();
     let dir = ebda_testkit::temp_dir("resnet-st");
     let timm = dir.join("timm.safetensors");
@@ -284,17 +284,17 @@ fn safetensors_with_timm_or_hugging_face_names_load_the_same_network() {
     );
     candle_core::safetensors::save(&renamed, &hf).unwrap();
     let x = Tensor::rand(-1f32, 1., (2, 3, 64, 64), &Device::Cpu).unwrap();
-    let want = features_of(&config(50, 16, 64, Some(&pth)), &x);
-    let (abs, _) = diff(&features_of(&config(50, 16, 64, Some(&timm)), &x), &want);
+    let want = features_of(&config(50, 32, 64, Some(&pth)), &x);
+    let (abs, _) = diff(&features_of(&config(50, 32, 64, Some(&timm)), &x), &want);
     assert_eq!(abs, 0.0);
     // f16 storage rounds the weights: close, not equal.
-    let (_, rel) = diff(&features_of(&config(50, 16, 64, Some(&hf)), &x), &want);
+    let (_, rel) = diff(&features_of(&config(50, 32, 64, Some(&hf)), &x), &want);
     assert!(rel < 1e-2, "{rel}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
 fn load_error(weights: &Path) -> String {
-    match build(&config(50, 16, 64, Some(weights))) {
+    match build(&config(50, 32, 64, Some(weights))) {
         Ok(_) => panic!("{} loaded", weights.display()),
         Err(e) => e.to_string(),
     }
@@ -302,7 +302,7 @@ fn load_error(weights: &Path) -> String {
 
 #[test]
 fn bad_weights_files_are_refused_with_the_reason() {
-    let pth = fixtures().join("resnet50_div16.pth");
+    let pth = fixtures().join("resnet50_div32.pth");
     let tensors = candle_core::pickle::read_all(&pth).unwrap();
     let dir = ebda_testkit::temp_dir("resnet-bad");
     let save = |name: &str, map: std::collections::HashMap<String, Tensor>| {
@@ -321,7 +321,7 @@ fn bad_weights_files_are_refused_with_the_reason() {
     );
     let e = load_error(&save("keys.safetensors", m));
     assert!(e.contains("keys.safetensors"), "{e}");
-    assert!(e.contains("1 missing: layer2.0.bn2.running_var [8]"), "{e}");
+    assert!(e.contains("1 missing: layer2.0.bn2.running_var [4]"), "{e}");
     assert!(
         e.contains("1 unexpected: layer9.0.conv1.weight [2, 2]"),
         "{e}"
@@ -340,7 +340,7 @@ fn bad_weights_files_are_refused_with_the_reason() {
     );
 
     // A ResNet-18 file for a ResNet-50: many missing and unexpected keys.
-    let e = load_error(&fixtures().join("resnet18_div16.pth"));
+    let e = load_error(&fixtures().join("resnet18_div32.pth"));
     assert!(
         e.contains("does not fit a ResNet of shape") && e.contains("missing") && e.contains("more"),
         "{e}"
@@ -401,9 +401,9 @@ fn bad_weights_files_are_refused_with_the_reason() {
 #[test]
 fn frozen_bn_keeps_running_statistics_and_can_freeze_the_affine() {
     use ebda_features::Group;
-    let pth = fixtures().join("resnet50_div16.pth");
+    let pth = fixtures().join("resnet50_div32.pth");
     let with = |frozen_bn: bool, bn_affine_trainable: bool| {
-        let mut cfg = config(50, 16, 64, Some(&pth));
+        let mut cfg = config(50, 32, 64, Some(&pth));
         let BackboneConfig::Resnet(r) = &mut cfg.backbone else {
             unreachable!()
         };
@@ -475,7 +475,7 @@ fn random_init_follows_torchvision() {
 
 #[test]
 fn input_shape_and_depth_errors_are_clear() {
-    let (_, f) = build(&config(18, 16, 64, None)).unwrap();
+    let (_, f) = build(&config(18, 32, 64, None)).unwrap();
     let bad = Tensor::zeros((2, 1, 64, 64), DType::F32, &Device::Cpu).unwrap();
     let e = f.forward_t(&bad, false).err().unwrap().to_string();
     assert!(
