@@ -208,13 +208,7 @@ impl Bn {
         if !self.uses_running(train) {
             return self.forward_t(&conv.forward(x)?, train);
         }
-        let bn = &self.inner;
-        let dt = conv.weight().dtype();
-        let inv = (bn.running_var().detach().to_dtype(dt)? + bn.eps())?
-            .sqrt()?
-            .recip()?;
-        let scale = (bn.weight() * &inv)?; // [oc]
-        let shift = (bn.bias() - (bn.running_mean().detach().to_dtype(dt)? * &scale)?)?;
+        let (scale, shift) = self.inner.running_affine(conv.weight().dtype())?; // [oc] each
         let w = conv
             .weight()
             .broadcast_mul(&scale.reshape((scale.dim(0)?, 1, 1, 1))?)?;

@@ -15,7 +15,7 @@
 //! agree with PyTorch (tested against torchvision in f64 to 1e-12).
 
 use crate::ops::{contiguous, cpu_float};
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, Var, WithDType};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, Var, WithDType};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -98,11 +98,6 @@ impl BatchNorm {
         self.running_var.as_tensor()
     }
 
-    /// ε added to the variance.
-    pub fn eps(&self) -> f64 {
-        self.eps
-    }
-
     fn channels(&self) -> usize {
         self.weight.elem_count()
     }
@@ -164,15 +159,21 @@ impl BatchNorm {
         s
     }
 
+    /// The per-channel affine map of evaluation mode, `y = s·x + t` with
+    /// `s = γ/√(σ²_run + ε)`, `t = β − μ_run·s` (`[c]` each, in `dtype`;
+    /// differentiable in γ and β, the running statistics detached). A
+    /// convolution before the BN can absorb it.
+    pub fn running_affine(&self, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let var = self.running_var.as_tensor().detach().to_dtype(dtype)?;
+        let mean = self.running_mean.as_tensor().detach().to_dtype(dtype)?;
+        let scale = (self.weight.to_dtype(dtype)? * (var + self.eps)?.sqrt()?.recip()?)?;
+        let shift = (self.bias.to_dtype(dtype)? - (mean * &scale)?)?;
+        Ok((scale, shift))
+    }
+
     fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
         let shape = Self::channel_shape(x);
-        let dt = x.dtype();
-        let inv = (self.running_var.as_tensor().detach().to_dtype(dt)? + self.eps)?
-            .sqrt()?
-            .recip()?;
-        let scale = (self.weight.to_dtype(dt)? * &inv)?; // [c]
-        let shift = (self.bias.to_dtype(dt)?
-            - (self.running_mean.as_tensor().detach().to_dtype(dt)? * &scale)?)?;
+        let (scale, shift) = self.running_affine(x.dtype())?;
         x.broadcast_mul(&scale.reshape(shape.as_slice())?)?
             .broadcast_add(&shift.reshape(shape.as_slice())?)
     }
@@ -536,6 +537,6 @@ mod tests {
         // One value per channel cannot be normalised.
         let one = Tensor::new(&[[1.0f64, 2.0, 3.0, 4.0]], &dev).unwrap();
         assert!(bn2.forward_t(&one, true).is_err());
-        assert_eq!(candle_core::DType::F64, a.dtype());
+        assert_eq!(DType::F64, a.dtype());
     }
 }
