@@ -14,7 +14,7 @@
 //! `dβ = Σ dy` (sums in f64). Other devices compose candle tensor ops. Both
 //! agree with PyTorch (tested against torchvision in f64 to 1e-12).
 
-use crate::ops::{contiguous, cpu_float};
+use crate::ops::cpu_float;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, Var, WithDType};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
@@ -124,18 +124,26 @@ impl BatchNorm {
         }
         let same = x.dtype() == self.weight.dtype() && x.dtype() == self.bias.dtype();
         let (y, mean, var) = if cpu_float(x) && same {
-            let op = Arc::new(Box::new(BnTrain::new(self.eps)) as Box<dyn CustomOp3 + Send + Sync>);
-            let y = x.contiguous()?.apply_op3_arc(
+            let saved = Arc::new(Mutex::new(None));
+            let op = BnTrain {
+                eps: self.eps,
+                saved: saved.clone(),
+            };
+            let y = x.contiguous()?.apply_op3(
                 &self.weight.contiguous()?,
                 &self.bias.contiguous()?,
-                op.clone(),
+                op,
             )?;
-            // The statistics the kernel used (detached, f64).
-            let stats = STATS.with(|s| s.lock().unwrap_or_else(|p| p.into_inner()).take());
-            let (mean, var) =
+            // The statistics the kernel used (f64, detached).
+            let stats = saved.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let stats =
                 stats.ok_or_else(|| candle_core::Error::Msg("batch norm: no statistics".into()))?;
             let dev = x.device();
-            (y, Tensor::new(mean, dev)?, Tensor::new(var, dev)?)
+            (
+                y,
+                Tensor::new(stats.mean, dev)?,
+                Tensor::new(stats.var, dev)?,
+            )
         } else {
             self.forward_train_generic(x)?
         };
@@ -194,26 +202,22 @@ impl BatchNorm {
     }
 }
 
-thread_local! {
-    /// The statistics of the last training forward on this thread, handed
-    /// from the kernel to [`BatchNorm::forward_t`].
-    static STATS: Mutex<Option<(Vec<f64>, Vec<f64>)>> = const { Mutex::new(None) };
+/// Per-channel batch statistics of a training forward (f64).
+#[derive(Clone, Debug)]
+struct Stats {
+    mean: Vec<f64>,
+    /// Biased variance (the normalisation's).
+    var: Vec<f64>,
+    /// `1/√(var + ε)`.
+    inv: Vec<f64>,
 }
 
-/// The fused training forward: `(x, γ, β) ↦ y`, keeping `μ` and `1/σ`.
+/// The fused training forward: `(x, γ, β) ↦ y`. Its statistics land in
+/// `saved`, shared with the layer (for the running-statistics update) and
+/// read again by the backward.
 struct BnTrain {
     eps: f64,
-    /// Per channel: mean and 1/√(var + ε), for the backward.
-    saved: Mutex<Option<(Vec<f64>, Vec<f64>)>>,
-}
-
-impl BnTrain {
-    fn new(eps: f64) -> Self {
-        Self {
-            eps,
-            saved: Mutex::new(None),
-        }
-    }
+    saved: Arc<Mutex<Option<Stats>>>,
 }
 
 /// `(n, c, inner)` of a `[n, c, ...]` shape.
@@ -266,10 +270,11 @@ impl CustomOp3 for BnTrain {
             b: &[T],
             (n, c, inner): (usize, usize, usize),
             eps: f64,
-        ) -> (Vec<T>, Vec<f64>, Vec<f64>, Vec<f64>) {
-            let stats = moments(x, n, c, inner);
-            let mean: Vec<f64> = stats.iter().map(|s| s.0).collect();
-            let var: Vec<f64> = stats.iter().map(|s| s.1).collect();
+            stats: &mut Option<Stats>,
+        ) -> Vec<T> {
+            let moments = moments(x, n, c, inner);
+            let mean: Vec<f64> = moments.iter().map(|s| s.0).collect();
+            let var: Vec<f64> = moments.iter().map(|s| s.1).collect();
             let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
             let mut y = vec![T::zero(); x.len()];
             y.par_chunks_mut(inner).enumerate().for_each(|(p, out)| {
@@ -281,35 +286,18 @@ impl CustomOp3 for BnTrain {
                     *o = T::from_f64((v.to_f64() - mu) * s * g + bb);
                 }
             });
-            (y, mean, inv, var)
+            *stats = Some(Stats { mean, var, inv });
+            y
         }
-        let (out, mean, inv, var) = match (xs, ws, bs) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                let (y, m, i, v) = run(
-                    contiguous(x, xl)?,
-                    contiguous(w, wl)?,
-                    contiguous(b, bl)?,
-                    (n, c, inner),
-                    self.eps,
-                );
-                (CpuStorage::F32(y), m, i, v)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                let (y, m, i, v) = run(
-                    contiguous(x, xl)?,
-                    contiguous(w, wl)?,
-                    contiguous(b, bl)?,
-                    (n, c, inner),
-                    self.eps,
-                );
-                (CpuStorage::F64(y), m, i, v)
-            }
-            _ => {
-                candle_core::bail!("ebda-batch-norm: x, weight and bias must all be f32 or all f64")
-            }
-        };
-        STATS.with(|s| *s.lock().unwrap_or_else(|p| p.into_inner()) = Some((mean.clone(), var)));
-        *self.saved.lock().unwrap_or_else(|p| p.into_inner()) = Some((mean, inv));
+        let mut stats = None;
+        let out = float_dispatch3!(
+            "ebda-batch-norm",
+            (xs, xl),
+            (ws, wl),
+            (bs, bl),
+            |x, w, b| run(x, w, b, (n, c, inner), self.eps, &mut stats)
+        );
+        *self.saved.lock().unwrap_or_else(|p| p.into_inner()) = stats;
         Ok((out, xl.shape().clone()))
     }
 
@@ -334,7 +322,7 @@ impl CustomOp3 for BnTrain {
         let packed = x.contiguous()?.apply_op3_no_bwd(
             &grad.contiguous()?,
             &w.contiguous()?,
-            &BnGrad { saved },
+            &BnGrad { stats: saved },
         )?;
         let dx = packed.narrow(0, 0, numel)?.reshape(x.shape())?;
         let dw = packed.narrow(0, numel, c)?;
@@ -345,7 +333,7 @@ impl CustomOp3 for BnTrain {
 
 /// `(x, dy, γ) ↦ [dx (flattened) | dγ | dβ]`.
 struct BnGrad {
-    saved: (Vec<f64>, Vec<f64>),
+    stats: Stats,
 }
 
 impl CustomOp3 for BnGrad {
@@ -363,31 +351,15 @@ impl CustomOp3 for BnGrad {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, inner) = split(xl.dims());
-        let (mean, inv) = (&self.saved.0, &self.saved.1);
+        let (mean, inv) = (&self.stats.mean, &self.stats.inv);
         let total = xl.shape().elem_count() + 2 * c;
-        let out = match (xs, gs, ws) {
-            (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(w)) => {
-                CpuStorage::F32(backward(
-                    contiguous(x, xl)?,
-                    contiguous(g, gl)?,
-                    contiguous(w, wl)?,
-                    (n, c, inner),
-                    mean,
-                    inv,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(w)) => {
-                CpuStorage::F64(backward(
-                    contiguous(x, xl)?,
-                    contiguous(g, gl)?,
-                    contiguous(w, wl)?,
-                    (n, c, inner),
-                    mean,
-                    inv,
-                ))
-            }
-            _ => candle_core::bail!("ebda-batch-norm-grad: inputs must all be f32 or all f64"),
-        };
+        let out = float_dispatch3!(
+            "ebda-batch-norm-grad",
+            (xs, xl),
+            (gs, gl),
+            (ws, wl),
+            |x, g, w| backward(x, g, w, (n, c, inner), mean, inv)
+        );
         Ok((out, Shape::from(total)))
     }
 }
