@@ -52,4 +52,4 @@ pub use io::{read_maybe_compressed, sha256_file};
 pub use loader::{Batch, Loader, assemble, eval_batches};
 pub use preprocess::{Augment, IMAGENET_MEAN, IMAGENET_STD, InputConfig};
 pub use sampler::{Sampler, SamplerState, Sampling, mix};
-pub use spec::{DataSpec, Format};
+pub use spec::{DataSpec, Format, VectorNorm};

@@ -76,3 +76,81 @@ fn real_batches_have_the_configured_shape_and_range() {
         .sum();
     assert_eq!(n, 7291);
 }
+
+/// Office-Caltech10 SURF (`.mat` v5): the counts of the shared README, the
+/// 800-d bag-of-words histograms, and the L1 + z-score normalisation.
+#[test]
+fn office_caltech10_surf_real_counts_and_normalisation() {
+    use ebda_data::{Samples, VectorNorm};
+    let Some(root) = common::real_data("office_caltech10/surf") else {
+        return;
+    };
+    let expected: [(&str, [usize; 10]); 4] = [
+        ("amazon", [92, 82, 94, 99, 100, 100, 99, 100, 94, 98]),
+        ("Caltech10", [151, 110, 100, 138, 85, 128, 133, 94, 87, 97]),
+        ("dslr", [12, 21, 12, 13, 10, 24, 22, 12, 8, 23]),
+        ("webcam", [29, 21, 31, 27, 27, 30, 43, 30, 27, 30]),
+    ];
+    for (domain, counts) in expected {
+        let spec = DataSpec {
+            format: Format::Features,
+            root: root.join(format!("{domain}_SURF_L10.mat")),
+            features_key: "fts".into(),
+            labels_key: "labels".into(),
+            label_base: 1,
+            num_classes: Some(10),
+            ..DataSpec::default()
+        };
+        let raw = spec.load().unwrap();
+        assert_eq!(raw.class_counts(), counts, "{domain}");
+        assert_eq!(raw.stored_dims(), Some(vec![800]), "{domain}");
+        let Samples::Vectors { values: raw_v, .. } = &raw.samples else {
+            panic!("vectors")
+        };
+        // Counts of visual words: non-negative integers, every image has some.
+        assert!(
+            raw_v.iter().all(|&v| v >= 0.0 && v.fract() == 0.0),
+            "{domain}"
+        );
+        assert!(raw_v.chunks(800).all(|r| r.iter().sum::<f32>() > 0.0));
+
+        let l1 = DataSpec {
+            normalize: vec![VectorNorm::L1],
+            ..spec.clone()
+        }
+        .load()
+        .unwrap();
+        let Samples::Vectors { values, .. } = &l1.samples else {
+            panic!("vectors")
+        };
+        for row in values.chunks(800) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        let z = DataSpec {
+            normalize: vec![VectorNorm::L1, VectorNorm::Zscore],
+            ..spec
+        }
+        .load()
+        .unwrap();
+        let Samples::Vectors { values, .. } = &z.samples else {
+            panic!("vectors")
+        };
+        let n = z.len();
+        for j in (0..800).step_by(37) {
+            let col: Vec<f64> = values
+                .iter()
+                .skip(j)
+                .step_by(800)
+                .map(|&v| f64::from(v))
+                .collect();
+            let mean = col.iter().sum::<f64>() / n as f64;
+            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+            assert!(mean.abs() < 1e-5, "{domain} column {j}: mean {mean}");
+            // A column with no occurrence in this domain stays 0.
+            assert!(
+                (var - 1.0).abs() < 1e-4 || var == 0.0,
+                "{domain} column {j}: var {var}"
+            );
+        }
+    }
+}

@@ -389,6 +389,9 @@ impl<'de> Deserialize<'de> for MethodName {
 pub struct RunHead {
     pub task: String,
     pub method: MethodName,
+    /// The method row's name in reports, when the config gives one.
+    #[serde(default)]
+    pub label: Option<String>,
     pub seed: u64,
     pub train: TrainHead,
 }

@@ -98,7 +98,7 @@ pub fn read_run(dir: &Path) -> Result<Run> {
     Ok(Run {
         dir: dir.to_path_buf(),
         task: head.task,
-        method: head.method.0,
+        method: head.label.unwrap_or(head.method.0),
         seed: head.seed,
         last_target_acc: if complete { accs.last().copied() } else { None },
         oracle_target_acc: if complete {
@@ -196,13 +196,19 @@ pub struct Table {
 }
 
 /// Method order of a report: the methods named in `order` first, in that
-/// order, then the others alphabetically.
+/// order, then the others alphabetically. A label `name+variant` (e.g.
+/// `cdan+e`) not in `order` follows `name`.
 pub fn method_order(methods: &mut Vec<String>, order: &[String]) {
+    let rank = |m: &str| order.iter().position(|o| o == m);
     methods.sort_by_key(|m| {
-        (
-            order.iter().position(|o| o == m).unwrap_or(order.len()),
-            m.clone(),
-        )
+        let key = match rank(m) {
+            Some(i) => (i, 0),
+            None => match m.split_once('+').and_then(|(base, _)| rank(base)) {
+                Some(i) => (i, 1),
+                None => (order.len(), 0),
+            },
+        };
+        (key, m.clone())
     });
     methods.dedup();
 }

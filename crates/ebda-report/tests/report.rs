@@ -195,3 +195,26 @@ fn runs_of_different_lengths_are_separate_columns() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn a_label_makes_its_own_row_after_its_method() {
+    let root = temp_dir("label");
+    write_run(&root, "A2W", "cdan", 0, &[0.5, 0.6], true);
+    write_run(&root, "A2W", "ebda", 0, &[0.5, 0.7], true);
+    // A cdan run with entropy conditioning, labelled cdan+e in its config.
+    let dir = root.join("A2W-cdan+e-seed0");
+    write_run(&root, "A2W", "cdan+e", 0, &[0.5, 0.8], true);
+    let cfg = serde_json::json!({"task": "A2W", "method": {"cdan": {"entropy": true}},
+        "label": "cdan+e", "seed": 0, "train": {"iterations": 600}});
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let runs = find_runs(std::slice::from_ref(&root)).unwrap();
+    let order: Vec<String> = ["source-only", "dann", "cdan", "ebda"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let table = aggregate(&runs, &order);
+    assert_eq!(table.methods, ["cdan", "cdan+e", "ebda"]);
+    let md = table.markdown();
+    assert!(md.contains("| cdan+e | 80.0"), "{md}");
+    assert!(md.contains("| cdan | 60.0"), "{md}");
+}

@@ -192,6 +192,11 @@ pub struct ExperimentConfig {
     pub task: String,
     /// The method and its own settings: `"dann"` or `{"dann": {...}}`.
     pub method: MethodConfig,
+    /// The name of the method's row in reports, when a setting makes it a
+    /// variant worth its own row (e.g. `cdan+e` for `cdan` with `entropy`);
+    /// `null`: the method's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// Seed of every random choice of a run (initialisation, dropout, sampling).
     pub seed: u64,
     pub data: DataConfig,
@@ -206,6 +211,7 @@ impl Default for ExperimentConfig {
         Self {
             task: "M2U".into(),
             method: MethodConfig::default(),
+            label: None,
             seed: 0,
             data: DataConfig::default(),
             model: ModelConfig::default(),
@@ -465,6 +471,23 @@ impl ExperimentConfig {
         check_in_dim("model.classifier", m.classifier.in_dim, width)?;
         let section = format!("method.{}", self.method.name());
         self.method.spec().validate(&section, self.heads())?;
+        if let Some(label) = &self.label {
+            let name = self.method.name();
+            if label.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "label",
+                    "must not be empty; omit it or use null",
+                ));
+            }
+            if label != name && crate::methods::NAMES.contains(&label.as_str()) {
+                return Err(ConfigError::invalid(
+                    "label",
+                    format!(
+                        "{label:?} is the name of another method; a {name} run cannot be reported as it"
+                    ),
+                ));
+            }
+        }
         let d = &self.data;
         d.source
             .validate()
@@ -555,6 +578,18 @@ mod tests {
         // A method named by a string, then one of its keys set.
         let cfg = load(&["method=ebda", "method.ebda.critic_steps=2"]).unwrap();
         assert_eq!(ebda(&cfg).critic_steps, 2);
+    }
+
+    #[test]
+    fn a_label_names_a_variant_but_not_another_method() {
+        let cfg = load(&["method=cdan", "method.cdan.entropy=true", "label=cdan+e"]).unwrap();
+        assert_eq!(cfg.label.as_deref(), Some("cdan+e"));
+        let msg = |sets: &[&str]| load(sets).unwrap_err().to_string();
+        assert!(msg(&["method=cdan", "label=dann"]).starts_with("label: \"dann\" is the name"));
+        assert!(msg(&["label= "]).starts_with("label: must not be empty"));
+        // Absent from a config (and from its config.json) unless given.
+        let v = serde_json::to_value(load(&[]).unwrap()).unwrap();
+        assert!(v.get("label").is_none());
     }
 
     #[test]
