@@ -6,18 +6,26 @@
 # (an ignored build folder, carried to the device machine).
 #
 #   scripts/gpu-pack.sh            then carry target/gpu-bundle and run scripts/gpu-check.sh there
+#   OFFICE31="amazon webcam" scripts/gpu-pack.sh
+#                                  also the Office-31 images of those domains (for
+#                                  scripts/gpu-office31.sh; the run tool carries 64 MiB
+#                                  in all — amazon + webcam are 51 MB, so that bundle
+#                                  leaves the test executables out: NO_TESTS=1 is implied)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=target/gpu-bundle
 DATA="${EBDA_DATA_DIR:-../shared/data}"
 
+OFFICE31="${OFFICE31:-}"
+[ -n "$OFFICE31" ] && NO_TESTS=1
 scripts/build-cuda.sh
 # Test executables of the crates whose tests take their device from EBDA_TEST_DEVICE.
 scripts/build-cuda.sh --check >/dev/null
 CACHE="${EBDA_CUDA_CACHE:-$HOME/.cache/ebda/cuda-13.0}"
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}" CUDA_HOME="$CACHE/cuda" PATH="$CACHE/cuda/bin:$PATH"
 export LIBRARY_PATH="$CACHE/stub:$CACHE/cuda/lib64" RUSTFLAGS="${RUSTFLAGS:-} -L $CACHE/stub -L $CACHE/cuda/lib64"
-tests=$(CARGO_TARGET_DIR=target-cuda cargo test --release --features cuda \
+tests=
+[ -n "${NO_TESTS:-}" ] || tests=$(CARGO_TARGET_DIR=target-cuda cargo test --release --features cuda \
   -p ebda-nn -p ebda-critic -p ebda-classifier -p ebda-dann -p ebda-features --tests --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import sys, json
 for line in sys.stdin:
@@ -30,4 +38,8 @@ strip -o "$BUNDLE/bin/ebda" target-cuda/release/ebda
 for t in $tests; do strip -o "$BUNDLE/tests/$(basename "$t" | sed 's/-[0-9a-f]*$//')" "$t"; done
 (cd "$BUNDLE" && tar cf - bin tests | xz -T2 -6 > payload.tar.xz && rm -rf bin tests)
 cp -r "$DATA/mnist" "$DATA/usps" "$BUNDLE/data/"
+for domain in $OFFICE31; do
+  mkdir -p "$BUNDLE/data/office31"
+  cp -r "$DATA/office31/$domain" "$BUNDLE/data/office31/"
+done
 du -sh "$BUNDLE"

@@ -23,6 +23,11 @@ pub struct TrainArgs {
     /// Stop (with a checkpoint) after this many iterations; continue later with --resume.
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Training batches prepared ahead per domain on a worker thread, while
+    /// the current step runs (default: 2 for image files, 0 for data held in
+    /// memory). Results do not depend on it.
+    #[arg(long, value_name = "N")]
+    prefetch: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -75,6 +80,7 @@ pub fn train(
         resume: args.resume.is_some(),
         progress: !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop_after: args.stop_after,
+        prefetch: args.prefetch,
         command: std::env::args().collect(),
     };
     let summary = ebda_train::train(cfg, &data, device, run_dir, &opts)?;

@@ -49,7 +49,7 @@ pub use error::{Error, Result};
 pub use grid::write_grid;
 pub use images::{OFFICE31_CLASSES, OFFICE31_DOMAINS};
 pub use io::{read_maybe_compressed, sha256_file};
-pub use loader::{Batch, Loader, assemble, eval_batches};
+pub use loader::{Batch, HostBatch, Loader, assemble, assemble_host, eval_batches};
 pub use preprocess::{Augment, IMAGENET_MEAN, IMAGENET_STD, InputConfig};
 pub use sampler::{Sampler, SamplerState, Sampling, mix};
 pub use spec::{DataSpec, Format, VectorNorm};

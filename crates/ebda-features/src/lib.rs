@@ -4,7 +4,7 @@
 //! |---------|--------------|----------------------------------------------------------------|-----|
 //! | `lenet` | `1×28×28`    | conv 1→20 k5, pool 2, ReLU; conv 20→50 k5, Dropout2d 0.5, pool 2, ReLU; fc 800→500, ReLU, Dropout 0.5 | 500 |
 //! | `dtn`   | `3×32×32`    | 3 × (conv k5 s2 p2, BN, Dropout2d 0.1/0.3/0.5, ReLU) with 64/128/256 channels; fc 4096→512, BN, ReLU, Dropout 0.5 | 512 |
-//! | `mlp`   | `in_dim`     | (Linear, ReLU, Dropout) per hidden width, for precomputed feature vectors | last width |
+//! | `mlp`   | `in_dim`     | (Linear, ReLU, Dropout) per hidden width, for precomputed feature vectors; none: the vectors themselves | last width (or `in_dim`) |
 //! | `resnet`| `3×224×224`  | torchvision's ResNet-18/34/50/101 (v1.5), global average pool, no `fc`; trainable or frozen BN; ImageNet weights from `.pth` / `.safetensors` | 512 / 2048 |
 //!
 //! LeNet and DTN match the digits backbones of the Transfer-Learning-Library
@@ -165,7 +165,8 @@ impl Default for DtnConfig {
 pub struct MlpConfig {
     /// Input width (e.g. 2048 for ResNet-50 features).
     pub in_dim: usize,
-    /// Hidden widths; the last is the feature width.
+    /// Hidden widths; the last is the feature width. Empty: the input
+    /// vectors are the features (cached backbone features under a bottleneck).
     pub hidden: Vec<usize>,
     /// Dropout after each layer.
     pub dropout: f64,
@@ -299,12 +300,6 @@ impl FeaturesConfig {
                 check_dropout(&at("dropout"), c.dropout)?;
                 if c.in_dim == 0 {
                     return Err(invalid(at("in_dim"), "must be > 0, got 0".into()));
-                }
-                if c.hidden.is_empty() {
-                    return Err(invalid(
-                        at("hidden"),
-                        "must list at least one width, got []".into(),
-                    ));
                 }
                 if let Some(i) = c.hidden.iter().position(|&h| h == 0) {
                     return Err(invalid(

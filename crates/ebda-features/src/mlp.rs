@@ -5,9 +5,12 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use ebda_nn::{Dropout, Rng};
 
-/// `(Linear → ReLU → Dropout)` for each hidden width ([`ebda_nn::Mlp`]).
+/// `(Linear → ReLU → Dropout)` for each hidden width ([`ebda_nn::Mlp`]);
+/// with no hidden width, the input vectors themselves (cached backbone
+/// features, with the layers of the model — a bottleneck, the heads — on top).
 pub struct Mlp {
-    mlp: ebda_nn::Mlp,
+    in_dim: usize,
+    mlp: Option<ebda_nn::Mlp>,
 }
 
 impl Mlp {
@@ -23,15 +26,18 @@ impl Mlp {
         widths.extend(hidden);
         let dropout =
             Dropout::new(dropout, rng).map_err(|e| crate::invalid("dropout", e.to_string()))?;
-        Ok(Self {
-            mlp: ebda_nn::Mlp::new(&widths, false, dropout, true, vb)?,
-        })
+        let mlp = if hidden.is_empty() {
+            None
+        } else {
+            Some(ebda_nn::Mlp::new(&widths, false, dropout, true, vb)?)
+        };
+        Ok(Self { in_dim, mlp })
     }
 }
 
 impl FeatureExtractor for Mlp {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let in_dim = self.mlp.in_dim();
+        let in_dim = self.in_dim;
         match x.dims() {
             [b, d] if *b > 0 && *d == in_dim => {}
             dims => {
@@ -41,14 +47,17 @@ impl FeatureExtractor for Mlp {
                 });
             }
         }
-        Ok(self.mlp.forward_t(x, train)?) // [b, h_last]
+        match &self.mlp {
+            Some(mlp) => Ok(mlp.forward_t(x, train)?), // [b, h_last]
+            None => Ok(x.clone()),
+        }
     }
 
     fn out_dim(&self) -> usize {
-        self.mlp.out_dim()
+        self.mlp.as_ref().map_or(self.in_dim, |m| m.out_dim())
     }
 
     fn input_dims(&self) -> Vec<usize> {
-        vec![self.mlp.in_dim()]
+        vec![self.in_dim]
     }
 }

@@ -165,10 +165,10 @@ fn bad_config_is_named() {
     );
     assert_eq!(
         bad(FeaturesConfig::of(BackboneConfig::Mlp(MlpConfig {
-            hidden: vec![],
+            hidden: vec![64, 0],
             ..Default::default()
         }))),
-        "backbone.mlp.hidden: must list at least one width, got []"
+        "backbone.mlp.hidden: widths must be > 0, got 0 at index 1"
     );
     assert_eq!(
         bad(FeaturesConfig::of(BackboneConfig::Lenet(LenetConfig {
@@ -242,4 +242,36 @@ fn lenet_gradient_matches_finite_differences() {
             );
         }
     }
+}
+
+/// `mlp` with no hidden width passes cached features through: the first
+/// trained layer is the bottleneck (tllib's head on a frozen backbone).
+#[test]
+fn mlp_without_hidden_layers_is_the_input_under_a_bottleneck() {
+    let dev = Device::Cpu;
+    let map = VarMap::new();
+    let vb = seeded_var_builder(&map, 1, DType::F32, &dev);
+    let cfg = FeaturesConfig {
+        bottleneck: Some(8),
+        ..FeaturesConfig::of(BackboneConfig::Mlp(MlpConfig {
+            in_dim: 20,
+            hidden: vec![],
+            dropout: 0.5,
+        }))
+    };
+    cfg.validate().unwrap();
+    assert_eq!(cfg.backbone_dim(), 20);
+    assert_eq!(cfg.out_dim(), 8);
+    let f = cfg.init(vb, &Rng::new(0)).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (4, 20), &dev).unwrap();
+    assert_eq!(f.forward_t(&x, true).unwrap().dims(), &[4, 8]);
+    // Only the bottleneck's variables exist.
+    let names: Vec<String> = map.data().lock().unwrap().keys().cloned().collect();
+    assert!(
+        names.iter().all(|n| n.starts_with("bottleneck.")),
+        "{names:?}"
+    );
+    assert!(!names.is_empty());
+    let e = f.forward_t(&Tensor::zeros((4, 19), DType::F32, &dev).unwrap(), false);
+    assert!(e.unwrap_err().to_string().contains("[batch > 0, 20]"));
 }
