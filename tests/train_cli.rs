@@ -240,9 +240,30 @@ fn bad_config_exits_non_zero_with_the_key_path() {
     let out = train(&cfg, &dir.join("run"), &["data.source.root=/nonexistent"]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("/nonexistent/train-images-idx3-ubyte.gz: file not found"),
+        text(&out.stderr)
+            .contains("data.source: /nonexistent/train-images-idx3-ubyte.gz: file not found"),
         "{}",
         text(&out.stderr)
+    );
+    // A config that leaves source_test out gets the MNIST test set at its
+    // default place; where that is missing, the error says how to opt out.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v["data"].as_object_mut().unwrap().remove("source_test");
+    let no_test = dir.join("no-source-test.json");
+    std::fs::write(&no_test, v.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ebda"))
+        .current_dir(&dir)
+        .args(["--threads", "1", "train", "--no-progress", "--config"])
+        .arg(&no_test)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("data.source_test: ../shared/data/mnist/t10k-images-idx3-ubyte.gz")
+            && err.contains("set it to null"),
+        "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

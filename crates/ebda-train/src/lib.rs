@@ -36,6 +36,13 @@ pub enum Error {
     Config(#[from] ebda_config::ConfigError),
     #[error(transparent)]
     Data(#[from] ebda_data::Error),
+    /// A dataset of the config could not be read: `key` is its config key.
+    #[error("{key}: {error}{hint}")]
+    DataAt {
+        key: &'static str,
+        error: ebda_data::Error,
+        hint: &'static str,
+    },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]

@@ -47,12 +47,31 @@ impl RunData {
     /// Loads the datasets of `cfg` (in parallel).
     pub fn load(cfg: &ExperimentConfig) -> Result<Self, Error> {
         let d = &cfg.data;
+        let at =
+            |key: &'static str, hint: &'static str| move |error| Error::DataAt { key, error, hint };
+        // Configs that leave source_test out get the MNIST test set.
+        let default_test = d.source_test == crate::config::DataConfig::default().source_test;
+        let test_hint = if default_test {
+            " (data.source_test defaults to the MNIST test set; set it to null when the source domain has no test split to evaluate)"
+        } else {
+            ""
+        };
         let ((source, target), (target_test, source_test)) = rayon::join(
-            || rayon::join(|| d.source.load(), || d.target.load()),
             || {
                 rayon::join(
-                    || d.target_test.load(),
-                    || d.source_test.as_ref().map(|s| s.load()).transpose(),
+                    || d.source.load().map_err(at("data.source", "")),
+                    || d.target.load().map_err(at("data.target", "")),
+                )
+            },
+            || {
+                rayon::join(
+                    || d.target_test.load().map_err(at("data.target_test", "")),
+                    || {
+                        d.source_test
+                            .as_ref()
+                            .map(|s| s.load().map_err(at("data.source_test", test_hint)))
+                            .transpose()
+                    },
                 )
             },
         );
