@@ -24,6 +24,7 @@ fn readme_tables_are_the_reports_of_the_committed_runs() {
     for dir in [
         "experiments/digits/results",
         "experiments/digits/results-u2m-6000",
+        "experiments/office_caltech10/results",
     ] {
         let table = report(dir);
         assert!(table.contains("| ebda |"), "{table}");

@@ -84,4 +84,58 @@ fn main() {
         rayon::current_num_threads(),
         median(par) * 1e3
     );
+
+    // The larger sets, fewer repeats: the full MNIST (gzip idx), MNIST-M
+    // (one PNG per image, decoded in parallel at load), the SURF features (.mat).
+    let large = [
+        (Format::Mnist, "mnist-full", "train"),
+        (Format::Mnist, "mnist-full", "test"),
+        (Format::MnistM, "mnist_m", "train"),
+        (Format::MnistM, "mnist_m", "test"),
+    ];
+    for (format, sub, split) in large {
+        if !dir.join(sub).is_dir() {
+            println!("{sub}/{split}: not in {}, skipped", dir.display());
+            continue;
+        }
+        let spec = DataSpec::new(format, dir.join(sub), split);
+        let times: Vec<f64> = (0..3)
+            .map(|_| {
+                let t0 = Instant::now();
+                spec.load().expect("load");
+                t0.elapsed().as_secs_f64()
+            })
+            .collect();
+        let n = spec.load().expect("load").len();
+        let t = median(times);
+        println!(
+            "{sub}/{split:<5} {n:>6} samples  {:>7.1} ms  ({:.0} samples/s, {} threads)",
+            t * 1e3,
+            n as f64 / t,
+            rayon::current_num_threads()
+        );
+    }
+    let surf = dir.join("office_caltech10/surf/amazon_SURF_L10.mat");
+    if surf.is_file() {
+        let spec = DataSpec {
+            format: Format::Features,
+            root: surf,
+            features_key: "fts".into(),
+            labels_key: "labels".into(),
+            label_base: 1,
+            normalize: vec![ebda_data::VectorNorm::L1, ebda_data::VectorNorm::Zscore],
+            ..DataSpec::default()
+        };
+        let times: Vec<f64> = (0..repeats)
+            .map(|_| {
+                let t0 = Instant::now();
+                spec.load().expect("load");
+                t0.elapsed().as_secs_f64()
+            })
+            .collect();
+        println!(
+            "office_caltech10 SURF amazon (958 × 800, L1 + z-score): {:.1} ms",
+            median(times) * 1e3
+        );
+    }
 }

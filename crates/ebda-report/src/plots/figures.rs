@@ -106,24 +106,27 @@ pub(super) fn lines_for(
 /// The figures for one task column's groups; `name` heads every title.
 pub(super) fn figures(name: &str, groups: &[Group], legend_always: bool) -> Vec<(String, Figure)> {
     let mut out = Vec::new();
-    let acc = vec![
-        Panel::Lines {
-            title: "target test accuracy".into(),
-            y_desc: "accuracy (%)".into(),
-            lines: lines_for(groups, &field(|l| Some(l.target_acc)), 100.0, false, ""),
-        },
-        Panel::Lines {
+    let mut acc = vec![Panel::Lines {
+        title: "target test accuracy".into(),
+        y_desc: "accuracy (%)".into(),
+        lines: lines_for(groups, &field(|l| Some(l.target_acc)), 100.0, false, ""),
+    }];
+    // Runs without a source test set (data.source_test null) have no second panel.
+    let source = lines_for(groups, &field(|l| l.source_acc), 100.0, false, "");
+    if !source.is_empty() {
+        acc.push(Panel::Lines {
             title: "source test accuracy".into(),
             y_desc: "accuracy (%)".into(),
-            lines: lines_for(groups, &field(|l| l.source_acc), 100.0, false, ""),
-        },
-    ];
+            lines: source,
+        });
+    }
+    let cols = acc.len();
     out.push((
         "accuracy".to_string(),
         Figure {
             title: format!("{name}: accuracy (mean ± std over seeds)"),
             panels: acc,
-            cols: 2,
+            cols,
             legend_always,
         },
     ));
