@@ -3,6 +3,7 @@
 //! | backbone | input       | architecture                                                   | D   |
 //! |---------|--------------|----------------------------------------------------------------|-----|
 //! | `lenet` | `1×28×28`    | conv 1→20 k5, pool 2, ReLU; conv 20→50 k5, Dropout2d 0.5, pool 2, ReLU; fc 800→500, ReLU, Dropout 0.5 | 500 |
+//! | `dann_mnist` | `3×28×28` | conv 3→32 k5, ReLU, pool 2; conv 32→48 k5, ReLU, pool 2 (DANN paper, MNIST → MNIST-M) | 768 |
 //! | `dtn`   | `3×32×32`    | 3 × (conv k5 s2 p2, BN, Dropout2d 0.1/0.3/0.5, ReLU) with 64/128/256 channels; fc 4096→512, BN, ReLU, Dropout 0.5 | 512 |
 //! | `mlp`   | `in_dim`     | (Linear, ReLU, Dropout) per hidden width, for precomputed feature vectors; none: the vectors themselves | last width (or `in_dim`) |
 //! | `resnet`| `3×224×224`  | torchvision's ResNet-18/34/50/101 (v1.5), global average pool, no `fc`; trainable or frozen BN; ImageNet weights from `.pth` / `.safetensors` | 512 / 2048 |
@@ -35,12 +36,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod dann_mnist;
 mod dtn;
 mod lenet;
 mod mlp;
 mod resnet;
 pub mod weights;
 
+pub use dann_mnist::DannMnist;
 pub use dtn::Dtn;
 pub use lenet::LeNet;
 pub use mlp::Mlp;
@@ -137,6 +140,25 @@ impl Default for LenetConfig {
     }
 }
 
+/// Settings of the DANN paper's MNIST → MNIST-M extractor (RGB 28×28).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DannMnistConfig {
+    /// Input channels (3: MNIST replicated to RGB, MNIST-M).
+    pub in_channels: usize,
+    /// Dropout on the 768 features (the paper uses none).
+    pub dropout: f64,
+}
+
+impl Default for DannMnistConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: dann_mnist::IN_CHANNELS,
+            dropout: 0.0,
+        }
+    }
+}
+
 /// DTN's settings (32×32 digits: SVHN, MNIST-M).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -229,6 +251,7 @@ ebda_config::tagged_config! {
     /// (its defaults) or `"backbone": {"mlp": {"in_dim": 800}}`.
     pub enum BackboneConfig {
         "lenet" => Lenet(LenetConfig),
+        "dann_mnist" => DannMnist(DannMnistConfig),
         "dtn" => Dtn(DtnConfig),
         "mlp" => Mlp(MlpConfig),
         "resnet" => Resnet(ResnetConfig),
@@ -296,6 +319,10 @@ impl FeaturesConfig {
                 check_channels(&at("in_channels"), c.in_channels)?;
                 check_dropout(&at("dropout"), c.dropout)?;
             }
+            BackboneConfig::DannMnist(c) => {
+                check_channels(&at("in_channels"), c.in_channels)?;
+                check_dropout(&at("dropout"), c.dropout)?;
+            }
             BackboneConfig::Mlp(c) => {
                 check_dropout(&at("dropout"), c.dropout)?;
                 if c.in_dim == 0 {
@@ -354,6 +381,7 @@ impl FeaturesConfig {
         match &self.backbone {
             BackboneConfig::Lenet(_) => lenet::OUT_DIM,
             BackboneConfig::Dtn(_) => dtn::OUT_DIM,
+            BackboneConfig::DannMnist(_) => dann_mnist::OUT_DIM,
             BackboneConfig::Mlp(c) => c.hidden.last().copied().unwrap_or(c.in_dim),
             BackboneConfig::Resnet(c) => c.spec().map_or(0, |s| s.out_dim()),
         }
@@ -384,6 +412,9 @@ impl FeaturesConfig {
                 vbb,
                 rng,
             )?),
+            BackboneConfig::DannMnist(c) => {
+                Box::new(DannMnist::new(c.in_channels, c.dropout, vbb, rng)?)
+            }
             BackboneConfig::Mlp(c) => Box::new(Mlp::new(c.in_dim, &c.hidden, c.dropout, vbb, rng)?),
             BackboneConfig::Resnet(c) => Box::new(init_resnet(c, vbb)?),
         };

@@ -275,3 +275,100 @@ fn mlp_without_hidden_layers_is_the_input_under_a_bottleneck() {
     let e = f.forward_t(&Tensor::zeros((4, 19), DType::F32, &dev).unwrap(), false);
     assert!(e.unwrap_err().to_string().contains("[batch > 0, 20]"));
 }
+
+/// The DANN paper's MNIST-M extractor: its layout (40 880 parameters:
+/// conv 3→32 k5 and 32→48 k5 with biases), its output equal to the layers
+/// composed from candle's ops in the paper's order (conv → ReLU → pool), and
+/// its gradients against central finite differences in f64.
+#[test]
+fn dann_mnist_is_the_papers_network_with_exact_gradients() {
+    let dev = Device::Cpu;
+    let map = VarMap::new();
+    let vb = seeded_var_builder(&map, 5, DType::F64, &dev);
+    let cfg = FeaturesConfig::of(BackboneConfig::named("dann_mnist").unwrap());
+    cfg.validate().unwrap();
+    assert_eq!(cfg.out_dim(), 768);
+    let f = cfg.init(vb, &Rng::new(0)).unwrap();
+    assert_eq!(f.input_dims(), [3, 28, 28]);
+    assert_eq!(parameter_count(&map), 3 * 32 * 25 + 32 + 32 * 48 * 25 + 48);
+    // Ties on purpose: a constant region (as in digit backgrounds).
+    let mut v: Vec<f64> = Tensor::randn(0f64, 1., (2, 3, 28, 28), &dev)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    v[..900].iter_mut().for_each(|x| *x = 0.25);
+    let x = Tensor::from_vec(v, (2, 3, 28, 28), &dev).unwrap();
+    let vars = named_vars(&map);
+    let get = |n: &str| vars.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    let composed = {
+        let block = |x: &Tensor, conv: &str| {
+            x.conv2d(&get(&format!("backbone.{conv}.weight")), 0, 1, 1, 1)
+                .unwrap()
+                .broadcast_add(
+                    &get(&format!("backbone.{conv}.bias"))
+                        .reshape((1, (), 1, 1))
+                        .unwrap(),
+                )
+                .unwrap()
+                .relu()
+                .unwrap()
+                .max_pool2d(2)
+                .unwrap()
+        };
+        block(&block(&x, "conv1"), "conv2").flatten_from(1).unwrap()
+    };
+    let out = f.forward_t(&x, true).unwrap();
+    let diff = (&out - &composed)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!(diff < 1e-12, "max |fused − composed| = {diff}");
+
+    let w = Tensor::randn(0f64, 1., (2, 768), &dev).unwrap();
+    let loss = || {
+        f.forward_t(&x, true)
+            .unwrap()
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    let grads = loss().backward().unwrap();
+    for (name, var) in trainable_vars(&map) {
+        let analytic: Vec<f64> = grads
+            .get(&var)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let values: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let n = values.len();
+        for k in [0, n / 3, n / 2, n - 1] {
+            let eval = |delta: f64| {
+                let mut v = values.clone();
+                v[k] += delta;
+                var.set(&Tensor::from_vec(v, var.shape(), &dev).unwrap())
+                    .unwrap();
+                let l = loss().to_scalar::<f64>().unwrap();
+                var.set(&Tensor::from_vec(values.clone(), var.shape(), &dev).unwrap())
+                    .unwrap();
+                l
+            };
+            let h = 1e-6;
+            let numeric = (eval(h) - eval(-h)) / (2.0 * h);
+            let tol = 1e-6 * (1.0 + numeric.abs().max(analytic[k].abs()));
+            assert!(
+                (numeric - analytic[k]).abs() < tol,
+                "{name}[{k}]: numeric {numeric} vs analytic {}",
+                analytic[k]
+            );
+        }
+    }
+}

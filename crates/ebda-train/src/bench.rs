@@ -54,6 +54,7 @@ pub fn extractor_macs(f: &FeaturesConfig) -> f64 {
         BackboneConfig::Lenet(c) => {
             conv(c.in_channels, 20, 5, 24, 24) + conv(20, 50, 5, 8, 8) + 800.0 * 500.0
         }
+        BackboneConfig::DannMnist(c) => conv(c.in_channels, 32, 5, 24, 24) + conv(32, 48, 5, 8, 8),
         BackboneConfig::Dtn(c) => {
             conv(c.in_channels, 64, 5, 16, 16)
                 + conv(64, 128, 5, 8, 8)
