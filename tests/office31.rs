@@ -7,6 +7,7 @@
 mod common;
 
 use ebda_features::BackboneConfig;
+use ebda_testkit::metrics_without_timing as metrics;
 use ebda_train::ExperimentConfig;
 use ebda_train::methods::MethodConfig;
 use serde_json::Value;
@@ -98,18 +99,6 @@ fn office31_configs_follow_the_cited_protocols() {
             load(rel, &sets);
         }
     }
-}
-
-fn metrics(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("images_per_s");
-            v
-        })
-        .collect()
 }
 
 #[test]

@@ -6,6 +6,7 @@
 mod common;
 
 use common::formats::write_mnist;
+use ebda_testkit::metrics_without_timing;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -63,19 +64,6 @@ fn fixture(dir: &Path) -> PathBuf {
     let path = dir.join("exp.json");
     std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
     path
-}
-
-/// metrics.jsonl without the wall-clock fields, which differ between runs.
-fn metrics_without_timing(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("images_per_s");
-            v
-        })
-        .collect()
 }
 
 fn train(cfg: &Path, out: &Path, sets: &[&str]) -> Output {

@@ -19,6 +19,8 @@
 # runs/office31-$PROTOCOL), EXTRA (more --set arguments), EBDA_BIN.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=experiments/grid.sh
+source experiments/grid.sh
 
 PROTOCOL="${PROTOCOL:-finetune}"
 TASKS="${TASKS:-A2W D2W W2D A2D D2A W2A}"
@@ -37,62 +39,33 @@ case $PROTOCOL in
   frozen) CONFIG=experiments/office31/frozen/frozen.json ;;
   *) echo "PROTOCOL must be finetune or frozen, got $PROTOCOL" >&2; exit 2 ;;
 esac
-export PROTOCOL CONFIG DATA FEATURES OUT_DIR EBDA_BIN EXTRA THREADS DEVICE
-
-[ -x "$EBDA_BIN" ] || cargo build --release
-mkdir -p "$OUT_DIR"
+export PROTOCOL CONFIG DATA FEATURES OUT_DIR
 
 one() {
-  local task=$1 method=$2 seed=$3
+  local task=$1 method=$2 seed=$3 src tgt d
   local dir="$OUT_DIR/$task-$method-seed$seed"
-  if [ -f "$dir/summary.json" ]; then
-    echo "skip  $dir (finished)"
-    return 0
-  fi
-  if [ -f "$dir/checkpoints/latest.json" ]; then
-    echo "resume $dir"
-    "$EBDA_BIN" --device "$DEVICE" --threads "$THREADS" -q train --resume "$dir" --no-progress > "$dir.out" 2>&1 \
-      || { echo "FAIL  $dir (see $dir.out)"; return 1; }
-  else
-    domain() {
-      case $1 in
-        A) echo amazon ;; D) echo dslr ;; W) echo webcam ;;
-        *) echo "unknown domain letter $1 in task $task" >&2; return 1 ;;
-      esac
-    }
-    local src tgt
-    src=$(domain "${task:0:1}") && tgt=$(domain "${task:2:1}") || return 1
-    local sets=()
-    if [ "$PROTOCOL" = frozen ]; then
-      for d in "$src" "$tgt"; do
-        [ -f "$FEATURES/$d.safetensors" ] || { echo "SKIP  $dir: no $FEATURES/$d.safetensors (run experiments/office31/frozen/extract.sh)"; return 0; }
-      done
-      sets=(--set "data.source.root=$FEATURES/$src.safetensors" --set "data.target.root=$FEATURES/$tgt.safetensors"
-            --set "data.target_test.root=$FEATURES/$tgt.safetensors")
-    else
-      for d in "$src" "$tgt"; do
-        [ -d "$DATA/$d" ] || { echo "SKIP  $dir: no $DATA/$d"; return 0; }
-      done
-      sets=(--set "data.source.root=$DATA" --set "data.target.root=$DATA" --set "data.target_test.root=$DATA"
-            --set "data.source.domain=$src" --set "data.target.domain=$tgt" --set "data.target_test.domain=$tgt")
-    fi
-    local m=(--set "method=$method")
-    [ "$method" = "cdan+e" ] && m=(--set method=cdan --set method.cdan.entropy=true --set label=cdan+e)
-    rm -rf "$dir"
-    echo "start $dir"
-    # shellcheck disable=SC2086
-    "$EBDA_BIN" --device "$DEVICE" --threads "$THREADS" -q train --config "$CONFIG" \
-      --set "task=$task" "${m[@]}" --set "seed=$seed" "${sets[@]}" $EXTRA --out "$dir" --no-progress > "$dir.out" 2>&1 \
-      || { echo "FAIL  $dir (see $dir.out)"; return 1; }
-  fi
-  echo "done  $dir: $(grep -o '"target_acc": [0-9.]*' "$dir/summary.json" | head -1)"
-}
-export -f one
-
-for task in $TASKS; do
-  for method in $METHODS; do
-    for seed in $SEEDS; do
-      echo "$task $method $seed"
+  domain() {
+    case $1 in
+      A) echo amazon ;; D) echo dslr ;; W) echo webcam ;;
+      *) echo "unknown domain letter $1 in task $task" >&2; return 1 ;;
+    esac
+  }
+  src=$(domain "${task:0:1}") && tgt=$(domain "${task:2:1}") || return 1
+  local sets=()
+  if [ "$PROTOCOL" = frozen ]; then
+    for d in "$src" "$tgt"; do
+      [ -f "$FEATURES/$d.safetensors" ] || { echo "SKIP  $dir: no $FEATURES/$d.safetensors (run experiments/office31/frozen/extract.sh)"; return 0; }
     done
-  done
-done | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _
+    sets=(--set "data.source.root=$FEATURES/$src.safetensors" --set "data.target.root=$FEATURES/$tgt.safetensors"
+          --set "data.target_test.root=$FEATURES/$tgt.safetensors")
+  else
+    for d in "$src" "$tgt"; do
+      [ -d "$DATA/$d" ] || { echo "SKIP  $dir: no $DATA/$d"; return 0; }
+    done
+    sets=(--set "data.source.root=$DATA" --set "data.target.root=$DATA" --set "data.target_test.root=$DATA"
+          --set "data.source.domain=$src" --set "data.target.domain=$tgt" --set "data.target_test.domain=$tgt")
+  fi
+  # shellcheck disable=SC2046
+  run_or_resume "$dir" --config "$CONFIG" --set "task=$task" $(method_args "$method") --set "seed=$seed" "${sets[@]}"
+}
+grid

@@ -16,63 +16,36 @@
 # (more --set arguments).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=experiments/grid.sh
+source experiments/grid.sh
 
-ALL_TASKS="A2C A2D A2W C2A C2D C2W D2A D2C D2W W2A W2C W2D"
-TASKS="${TASKS:-$ALL_TASKS}"
+TASKS="${TASKS:-A2C A2D A2W C2A C2D C2W D2A D2C D2W W2A W2C W2D}"
 METHODS="${METHODS:-source-only dann cdan cdan+e ebda cdan-energy}"
 SEEDS="${SEEDS:-0 1 2}"
 JOBS="${JOBS:-2}"
 THREADS="${THREADS:-1}"
+DEVICE="${DEVICE:-cpu}"
 DATA="${DATA:-../shared/data/office_caltech10/surf}"
 EBDA_BIN="${EBDA_BIN:-target/release/ebda}"
 OUT_DIR="${OUT_DIR:-runs/office_caltech10}"
 EXTRA="${EXTRA:-}"
-export EBDA_BIN OUT_DIR THREADS DATA EXTRA
-
-[ -x "$EBDA_BIN" ] || cargo build --release
-mkdir -p "$OUT_DIR"
+export OUT_DIR DATA
 
 one() {
-  local task=$1 method=$2 seed=$3
-  local dir="$OUT_DIR/$task-$method-seed$seed"
-  if [ -f "$dir/summary.json" ]; then
-    echo "skip  $dir (finished)"
-    return 0
-  fi
-  if [ -f "$dir/checkpoints/latest.json" ]; then
-    echo "resume $dir"
-    "$EBDA_BIN" --threads "$THREADS" -q train --resume "$dir" --no-progress > "$dir.out" 2>&1 || { echo "FAIL  $dir (see $dir.out)"; return 1; }
-  else
-    local file
-    file() {
-      case $1 in
-        A) echo "$DATA/amazon_SURF_L10.mat" ;;
-        C) echo "$DATA/Caltech10_SURF_L10.mat" ;;
-        D) echo "$DATA/dslr_SURF_L10.mat" ;;
-        W) echo "$DATA/webcam_SURF_L10.mat" ;;
-        *) echo "unknown domain letter $1 in task $task" >&2; return 1 ;;
-      esac
-    }
-    local src tgt
-    src=$(file "${task:0:1}") && tgt=$(file "${task:2:1}") || return 1
-    local m=(--set "method=$method")
-    [ "$method" = "cdan+e" ] && m=(--set method=cdan --set method.cdan.entropy=true --set label=cdan+e)
-    rm -rf "$dir"
-    echo "start $dir"
-    # shellcheck disable=SC2086
-    "$EBDA_BIN" --threads "$THREADS" -q train --config experiments/office_caltech10/surf.json \
-      --set "task=$task" "${m[@]}" --set "seed=$seed" \
-      --set "data.source.root=$src" --set "data.target.root=$tgt" --set "data.target_test.root=$tgt" \
-      $EXTRA --out "$dir" --no-progress > "$dir.out" 2>&1 || { echo "FAIL  $dir (see $dir.out)"; return 1; }
-  fi
-  echo "done  $dir: $(grep -o '"target_acc": [0-9.]*' "$dir/summary.json" | head -1)"
+  local task=$1 method=$2 seed=$3 src tgt
+  file() {
+    case $1 in
+      A) echo "$DATA/amazon_SURF_L10.mat" ;;
+      C) echo "$DATA/Caltech10_SURF_L10.mat" ;;
+      D) echo "$DATA/dslr_SURF_L10.mat" ;;
+      W) echo "$DATA/webcam_SURF_L10.mat" ;;
+      *) echo "unknown domain letter $1 in task $task" >&2; return 1 ;;
+    esac
+  }
+  src=$(file "${task:0:1}") && tgt=$(file "${task:2:1}") || return 1
+  # shellcheck disable=SC2046
+  run_or_resume "$OUT_DIR/$task-$method-seed$seed" --config experiments/office_caltech10/surf.json \
+    --set "task=$task" $(method_args "$method") --set "seed=$seed" \
+    --set "data.source.root=$src" --set "data.target.root=$tgt" --set "data.target_test.root=$tgt"
 }
-export -f one
-
-for task in $TASKS; do
-  for method in $METHODS; do
-    for seed in $SEEDS; do
-      echo "$task $method $seed"
-    done
-  done
-done | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _
+grid

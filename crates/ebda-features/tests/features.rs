@@ -210,38 +210,7 @@ fn lenet_gradient_matches_finite_differences() {
             .sum_all()
             .unwrap()
     };
-    let grads = loss(f.as_ref()).backward().unwrap();
-    for (name, var) in trainable_vars(&map) {
-        let analytic: Vec<f64> = grads
-            .get(&var)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let values: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
-        let n = values.len();
-        for k in [0, n / 3, n / 2, n - 1] {
-            let eval = |delta: f64| {
-                let mut v = values.clone();
-                v[k] += delta;
-                var.set(&Tensor::from_vec(v, var.shape(), &dev).unwrap())
-                    .unwrap();
-                let l = loss(f.as_ref()).to_scalar::<f64>().unwrap();
-                var.set(&Tensor::from_vec(values.clone(), var.shape(), &dev).unwrap())
-                    .unwrap();
-                l
-            };
-            let h = 1e-6;
-            let numeric = (eval(h) - eval(-h)) / (2.0 * h);
-            let tol = 1e-6 * (1.0 + numeric.abs().max(analytic[k].abs()));
-            assert!(
-                (numeric - analytic[k]).abs() < tol,
-                "{name}[{k}]: numeric {numeric} vs analytic {}",
-                analytic[k]
-            );
-        }
-    }
+    assert_matches_finite_differences(&map, || loss(f.as_ref()));
 }
 
 /// `mlp` with no hidden width passes cached features through: the first
@@ -339,8 +308,15 @@ fn dann_mnist_is_the_papers_network_with_exact_gradients() {
             .sum_all()
             .unwrap()
     };
+    assert_matches_finite_differences(&map, loss);
+}
+
+/// Every trainable variable's gradient of `loss` at a handful of entries
+/// against central finite differences (f64; h = 1e-6, tolerance 1e-6 relative).
+fn assert_matches_finite_differences(map: &VarMap, loss: impl Fn() -> Tensor) {
+    let dev = Device::Cpu;
     let grads = loss().backward().unwrap();
-    for (name, var) in trainable_vars(&map) {
+    for (name, var) in trainable_vars(map) {
         let analytic: Vec<f64> = grads
             .get(&var)
             .unwrap()

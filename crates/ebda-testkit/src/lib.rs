@@ -80,3 +80,20 @@ mod tests {
         std::fs::remove_dir_all(again).unwrap();
     }
 }
+
+/// A run directory's `metrics.jsonl` without its wall-clock field
+/// (`images_per_s`), which differs between otherwise identical runs.
+pub fn metrics_without_timing(run: &std::path::Path) -> Vec<serde_json::Value> {
+    let path = run.join("metrics.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("images_per_s");
+            }
+            v
+        })
+        .collect()
+}
