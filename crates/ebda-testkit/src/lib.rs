@@ -66,21 +66,6 @@ pub fn real_data(sub: &str) -> Option<PathBuf> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temp_dirs_are_fresh_and_data_paths_join() {
-        let d = temp_dir("kit");
-        std::fs::write(d.join("x"), "1").unwrap();
-        let again = temp_dir("kit");
-        assert!(!again.join("x").exists());
-        assert!(data_dir().join("mnist").ends_with("data/mnist"));
-        std::fs::remove_dir_all(again).unwrap();
-    }
-}
-
 /// A run directory's `metrics.jsonl` without its wall-clock field
 /// (`images_per_s`), which differs between otherwise identical runs.
 pub fn metrics_without_timing(run: &std::path::Path) -> Vec<serde_json::Value> {
@@ -96,4 +81,19 @@ pub fn metrics_without_timing(run: &std::path::Path) -> Vec<serde_json::Value> {
             v
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_dirs_are_fresh_and_data_paths_join() {
+        let d = temp_dir("kit");
+        std::fs::write(d.join("x"), "1").unwrap();
+        let again = temp_dir("kit");
+        assert!(!again.join("x").exists());
+        assert!(data_dir().join("mnist").ends_with("data/mnist"));
+        std::fs::remove_dir_all(again).unwrap();
+    }
 }
