@@ -25,6 +25,7 @@ fn readme_tables_are_the_reports_of_the_committed_runs() {
         "experiments/digits/results",
         "experiments/digits/results-u2m-6000",
         "experiments/office_caltech10/results",
+        "experiments/digits/results-m2mm",
     ] {
         let table = report(dir);
         assert!(table.contains("| ebda |"), "{table}");
