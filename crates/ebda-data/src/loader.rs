@@ -324,18 +324,14 @@ pub fn eval_batches<'a>(
         ),
         _ => None,
     };
-    let mut worker = match worker {
-        Some(Ok(w)) => Some(w),
-        Some(Err(e)) => return EvalIter::Failed(Some(e)),
-        None => None,
-    };
-    match worker.take() {
-        Some((w, plan)) => EvalIter::Ahead {
+    match worker {
+        Some(Ok((w, plan))) => EvalIter::Ahead {
             worker: w,
             plan: Box::new(plan),
             left: data.len().div_ceil(batch),
             device,
         },
+        Some(Err(e)) => EvalIter::Failed(Some(e)),
         None => EvalIter::Direct(Box::new(
             chunks(data.len())
                 .map(move |indices| assemble(data, input, &indices, false, 0, device)),
