@@ -7,19 +7,10 @@
 
 use candle_core::Device;
 use ebda_data::{DataSpec, Format, InputConfig, assemble};
-use std::path::PathBuf;
 use std::time::Instant;
 
 fn main() {
-    let dir = std::env::var_os("EBDA_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .ancestors()
-                .map(|a| a.join("shared/data"))
-                .find(|d| d.is_dir())
-                .unwrap_or_else(|| PathBuf::from("../shared/data"))
-        });
+    let dir = ebda_testkit::data_dir();
     let mut spec = DataSpec::new(Format::Office31, dir.join("office31"), "");
     spec.domain = "webcam".into();
     let data = spec.load().expect("office31 webcam");

@@ -5,7 +5,6 @@
 
 use ebda_data::{DataSpec, Format};
 use rayon::prelude::*;
-use std::path::PathBuf;
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -14,15 +13,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let dir = std::env::var_os("EBDA_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .ancestors()
-                .map(|a| a.join("shared/data"))
-                .find(|d| d.is_dir())
-                .unwrap_or_else(|| PathBuf::from("../shared/data"))
-        });
+    let dir = ebda_testkit::data_dir();
     let specs = [
         (Format::Mnist, "mnist", "train"),
         (Format::Mnist, "mnist", "test"),
