@@ -18,7 +18,7 @@
 pub mod plots;
 
 pub use ebda_records::{EnergySnapshot, MetricsLine, read_energies};
-pub use plots::{report_plots, run_plots};
+pub use plots::{Series, line_chart, report_plots, run_plots};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

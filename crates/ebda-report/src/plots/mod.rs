@@ -95,6 +95,47 @@ fn method_rank(method: &str, order: &[String], others: &[String]) -> usize {
     })
 }
 
+/// One series of [`line_chart`]: a label and its `(x, y)` points.
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Writes one panel of lines as `dir/stem.png` and `dir/stem.svg`, in the
+/// style of the run figures (for programs outside `ebda train`, such as the
+/// critic crate's examples); returns the files.
+pub fn line_chart(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> Result<Vec<PathBuf>> {
+    create_dir(dir)?;
+    let lines = series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Line {
+            label: s.label.clone(),
+            color: method_color(i),
+            dashed: false,
+            points: s.points.iter().map(|&(x, y)| (x, y, 0.0)).collect(),
+        })
+        .collect();
+    let fig = Figure {
+        title: title.to_string(),
+        panels: vec![Panel::Lines {
+            title: String::new(),
+            y_desc: y_desc.to_string(),
+            lines,
+        }],
+        cols: 1,
+        legend_always: true,
+    };
+    write_figure(dir, stem, &fig)
+}
+
 /// Writes the figures of one run into `run_dir/plots/`, its method coloured
 /// by its place in `order` (see [`report_plots`]); returns the files.
 pub fn run_plots(run_dir: &Path, order: &[String]) -> Result<Vec<PathBuf>> {
