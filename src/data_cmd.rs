@@ -15,7 +15,9 @@ pub enum DataCommand {
     Inspect(InspectArgs),
     /// Verify downloaded files against the checksums in sources.json.
     Check(SourceArgs),
-    /// Download a dataset from its original distribution, resumably, verifying checksums.
+    /// Download a dataset from its original distribution, resumably, verifying
+    /// checksums; or, with --hub OWNER/NAME, an image dataset from the Hugging
+    /// Face hub (built with the `hub` feature).
     Fetch(FetchArgs),
 }
 
@@ -53,7 +55,21 @@ pub struct SourceArgs {
 #[derive(Args, Debug)]
 pub struct FetchArgs {
     /// Dataset name from sources.json (mnist, usps, svhn, mnist_m, office31).
-    name: String,
+    #[arg(required_unless_present = "hub", conflicts_with = "hub")]
+    name: Option<String>,
+    /// A Hugging Face hub dataset (e.g. ylecun/mnist): its parquet files are
+    /// fetched through candle-datasets and written to DIR/hub/OWNER/NAME/ as
+    /// images with one image list per split (format `image_list`). The
+    /// endpoint is HF_ENDPOINT (default https://huggingface.co); the download
+    /// cache HF_HUB_CACHE / HF_HOME.
+    #[arg(long, value_name = "OWNER/NAME")]
+    hub: Option<String>,
+    /// With --hub: the image column (default: the first one holding image bytes).
+    #[arg(long, requires = "hub")]
+    image_column: Option<String>,
+    /// With --hub: the label column.
+    #[arg(long, requires = "hub", default_value = "label")]
+    label_column: String,
     /// The data directory; files land in DIR/<dataset>/.
     #[arg(long, default_value = "data")]
     dir: PathBuf,
@@ -257,17 +273,59 @@ fn check(args: &SourceArgs) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "hub")]
+fn fetch_hub(args: &FetchArgs, repo: &str) -> Result<()> {
+    let out = args.dir.join("hub").join(repo);
+    let opts = ebda_hub::HubOptions {
+        image_column: args.image_column.clone(),
+        label_column: Some(args.label_column.clone()),
+        ..Default::default()
+    };
+    let fetched = ebda_hub::fetch(repo, &out, &opts)?;
+    for s in &fetched.splits {
+        println!(
+            "{}: {} images, {} classes → {}",
+            s.name,
+            s.count,
+            s.class_counts.len(),
+            out.join(&s.list).display()
+        );
+    }
+    println!(
+        "read a split with {{\"format\": \"image_list\", \"root\": \"{}\", \"list\": \"{}\"}}",
+        out.display(),
+        fetched
+            .splits
+            .first()
+            .map_or("train.txt", |s| s.list.as_str())
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "hub"))]
+fn fetch_hub(_: &FetchArgs, repo: &str) -> Result<()> {
+    bail!(
+        "--hub {repo}: this ebda was built without the `hub` feature \
+         (cargo build --release --features hub)"
+    )
+}
+
 fn fetch(args: &FetchArgs) -> Result<()> {
+    let name = match (&args.name, &args.hub) {
+        (_, Some(repo)) => return fetch_hub(args, repo),
+        (Some(name), None) => name,
+        (None, None) => bail!("name a dataset from sources.json, or --hub OWNER/NAME"),
+    };
     let sources = load_sources(args.sources.as_deref())?;
-    let source = sources.get(&args.name).with_context(|| {
+    let source = sources.get(name).with_context(|| {
         format!(
             "unknown dataset {:?} (known: {:?})",
-            args.name,
+            name,
             sources.keys().collect::<Vec<_>>()
         )
     })?;
     let progress = !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    for done in ebda_data::fetch::fetch(&args.dir, &args.name, source, progress)? {
+    for done in ebda_data::fetch::fetch(&args.dir, name, source, progress)? {
         match done {
             Fetched::Present(p) => println!("{}: already present, checksum ok", p.display()),
             Fetched::Downloaded { path, url } => {

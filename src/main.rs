@@ -158,6 +158,14 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
+            // A run stopped by SIGINT / SIGTERM exits 128 + signal, as a
+            // shell reports it (130, 143), after its checkpoint is written.
+            if let Some(ebda_train::Error::Interrupted { signal, .. }) =
+                err.downcast_ref::<ebda_train::Error>()
+            {
+                eprintln!("{err}");
+                return std::process::ExitCode::from((128 + signal) as u8);
+            }
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
         }

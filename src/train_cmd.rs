@@ -5,6 +5,8 @@ use clap::Args;
 use ebda_train::{ExperimentConfig, RunData, RunOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -82,6 +84,7 @@ pub fn train(
         stop_after: args.stop_after,
         prefetch: args.prefetch,
         command: std::env::args().collect(),
+        stop: Some(stop_on_signals()?),
     };
     let summary = ebda_train::train(cfg, &data, device, run_dir, &opts)?;
     if !args.no_plots && summary.complete().is_some() {
@@ -89,6 +92,23 @@ pub fn train(
     }
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
+}
+
+/// SIGINT and SIGTERM: the first sets the returned flag to the signal's
+/// number (the trainer checkpoints at the next step boundary and stops with
+/// exit status 128 + signal); a second one exits at once with that status.
+fn stop_on_signals() -> Result<Arc<AtomicUsize>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let signal = Arc::new(AtomicUsize::new(0));
+    let armed = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Order matters: the shutdown test runs before this signal arms it.
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, armed.clone())
+            .and_then(|_| signal_hook::flag::register_usize(sig, signal.clone(), sig as usize))
+            .and_then(|_| signal_hook::flag::register(sig, armed.clone()))
+            .context("cannot install the signal handlers")?;
+    }
+    Ok(signal)
 }
 
 /// Draws a finished run's figures into its `plots/`. A figure that cannot be
@@ -125,9 +145,19 @@ pub struct EvalArgs {
 pub fn eval(args: &EvalArgs, device: &candle_core::Device) -> Result<()> {
     let cfg = ExperimentConfig::load_run(&args.run)?;
     let ckpt = match &args.checkpoint {
-        Some(c) => c.clone(),
-        None => ebda_train::checkpoint::latest(&args.run.join("checkpoints"))?
-            .with_context(|| format!("{}: no checkpoint", args.run.display()))?,
+        Some(c) => {
+            ebda_train::checkpoint::verify(c)?;
+            c.clone()
+        }
+        None => {
+            let (ckpt, skipped) =
+                ebda_train::checkpoint::latest_intact(&args.run.join("checkpoints"))?
+                    .with_context(|| format!("{}: no checkpoint", args.run.display()))?;
+            for damaged in skipped {
+                eprintln!("warning: {damaged}; using {}", ckpt.display());
+            }
+            ckpt
+        }
     };
     let (shared, method) = ebda_train::trainer::restore_models(&cfg, &ckpt, device)?;
     let data = RunData::load(&cfg)?;

@@ -50,6 +50,19 @@ pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if tensors.is_empty() {
         return Err(weights_err(path, "holds no tensors"));
     }
+    for (name, t) in &tensors {
+        let bad = ebda_nn::non_finite_count(t)
+            .map_err(|e| weights_err(path, format!("tensor {name:?}: {e}")))?;
+        if bad > 0 {
+            return Err(weights_err(
+                path,
+                format!(
+                    "tensor {name:?} holds {bad} non-finite value(s) (NaN or ±inf) of {}",
+                    t.elem_count()
+                ),
+            ));
+        }
+    }
     Ok(tensors)
 }
 
@@ -173,6 +186,32 @@ fn hf_to_torchvision(rest: &str) -> Option<String> {
 mod tests {
     use super::*;
     use candle_core::DType;
+    use std::collections::HashMap;
+
+    #[test]
+    fn weights_holding_nan_or_inf_are_refused_naming_the_tensor() {
+        let dir = std::env::temp_dir().join(format!("ebda-weights-nan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (bad, what) in [(f32::NAN, "nan"), (f32::INFINITY, "inf")] {
+            let path = dir.join(format!("{what}.safetensors"));
+            let good = Tensor::ones((2, 3), DType::F32, &Device::Cpu).unwrap();
+            let broken = Tensor::new(&[1.0f32, bad, 2.0], &Device::Cpu).unwrap();
+            candle_core::safetensors::save(
+                &HashMap::from([
+                    ("conv1.weight".to_string(), good),
+                    ("fc.bias".to_string(), broken),
+                ]),
+                &path,
+            )
+            .unwrap();
+            let err = read(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("\"fc.bias\"") && err.contains("1 non-finite value(s)"),
+                "{err}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     fn names(keys: &[&str]) -> Vec<String> {
         let t = Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap();

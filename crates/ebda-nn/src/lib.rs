@@ -95,7 +95,7 @@ pub use mlp::Mlp;
 pub use norm::{BatchNorm, batch_norm2d};
 pub use pool::{Pool2d, max_pool2d, max_pool2d_generic};
 pub use rng::{Rng, RngState};
-pub use vars::{is_buffer, named_vars, parameter_count, trainable_vars};
+pub use vars::{is_buffer, named_vars, non_finite_count, parameter_count, trainable_vars};
 
 /// Errors of this crate's constructors.
 #[derive(Debug, thiserror::Error)]

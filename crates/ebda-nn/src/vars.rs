@@ -5,7 +5,7 @@
 //! Batch-norm running statistics live in the map too (candle keeps them as
 //! `Var`s) but are buffers, not parameters: no optimizer may move them.
 
-use candle_core::Var;
+use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 
 /// Whether a variable name denotes a buffer (batch-norm running statistics).
@@ -35,6 +35,19 @@ pub fn parameter_count(map: &VarMap) -> usize {
         .iter()
         .map(|(_, v)| v.elem_count())
         .sum()
+}
+
+/// Number of NaN or ±∞ values in `t` (0 for integer tensors). Used to refuse
+/// weights and checkpoints that hold them, at load time.
+pub fn non_finite_count(t: &Tensor) -> candle_core::Result<usize> {
+    if !t.dtype().is_float() {
+        return Ok(0);
+    }
+    let v: Vec<f32> = t
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    Ok(v.iter().filter(|x| !x.is_finite()).count())
 }
 
 #[cfg(test)]

@@ -10,7 +10,14 @@
 //!     critic.safetensors   or discriminator.safetensors
 //!     optim.safetensors    optimizer moments (critic_optim.safetensors for EBDA)
 //!     state.json           iteration, sampler and RNG positions, optimizer step counts
+//!     checksums.json       SHA-256 of every file above, written last
 //! ```
+//!
+//! A checkpoint is verified against its checksums before it is loaded. When
+//! the newest one is damaged (a flipped byte, a truncated file, a file gone),
+//! [`latest_intact`] falls back to the newest older checkpoint that verifies
+//! and says so; when none does, the error names every checkpoint and what is
+//! wrong with it — a run never resumes from garbage.
 
 use crate::Error;
 use candle_core::{Device, Tensor};
@@ -36,6 +43,19 @@ pub struct TrainerState {
     pub train_seconds: f64,
     /// Wall time so far (seconds, everything included).
     pub wall_seconds: f64,
+    /// The evaluation interval in progress, for a checkpoint written between
+    /// evaluations (on a signal); absent at evaluation points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowState>,
+}
+
+/// Step statistics of an unfinished evaluation interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowState {
+    /// Steps in the interval so far.
+    pub steps: usize,
+    /// Per statistic, the sum over those steps.
+    pub sums: Vec<(String, f64)>,
 }
 
 /// The pointer file naming the latest complete checkpoint.
@@ -96,6 +116,12 @@ pub fn load_vars(map: &VarMap, path: &Path, device: &Device) -> Result<(), Error
         let t = tensors
             .remove(&name)
             .ok_or_else(|| bad(format!("no tensor {name:?} (the model expects it)")))?;
+        let non_finite = ebda_nn::non_finite_count(&t)?;
+        if non_finite > 0 {
+            return Err(bad(format!(
+                "tensor {name:?} holds {non_finite} non-finite value(s) (NaN or ±inf)"
+            )));
+        }
         if t.shape() != var.shape() {
             return Err(bad(format!(
                 "tensor {name:?} has shape {:?}, the model expects {:?}",
@@ -143,6 +169,7 @@ pub fn save(
         reason: e.to_string(),
     })?;
     std::fs::write(tmp.join("state.json"), json).map_err(io(&tmp))?;
+    write_checksums(&tmp)?;
     let final_dir = dir.join(&name);
     let _ = std::fs::remove_dir_all(&final_dir);
     std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
@@ -177,7 +204,143 @@ fn prune(dir: &Path, keep: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// The directory of the latest complete checkpoint, if any.
+/// The file of a checkpoint that holds the others' checksums.
+pub const CHECKSUMS: &str = "checksums.json";
+
+fn sha256_of(path: &Path) -> Result<String, Error> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// The checkpoint's files other than the checksums, sorted by name.
+fn payload_files(ckpt: &Path) -> Result<Vec<String>, Error> {
+    let mut names: Vec<String> = std::fs::read_dir(ckpt)
+        .map_err(io(ckpt))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != CHECKSUMS && !n.ends_with(".tmp"))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Writes `checksums.json` over every other file of `ckpt` (synced).
+fn write_checksums(ckpt: &Path) -> Result<(), Error> {
+    let mut sums = BTreeMap::new();
+    for name in payload_files(ckpt)? {
+        let path = ckpt.join(&name);
+        let f = std::fs::File::open(&path).map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))?;
+        sums.insert(name, sha256_of(&path)?);
+    }
+    let json = serde_json::to_vec_pretty(&sums).expect("plain map");
+    write_atomic(&ckpt.join(CHECKSUMS), &json)
+}
+
+/// Checks every file of checkpoint `ckpt` against its `checksums.json`:
+/// `Ok(())` when all match, otherwise the first problem found. A checkpoint
+/// written before checksums existed (no `checksums.json`) is accepted if its
+/// `state.json` parses.
+pub fn verify(ckpt: &Path) -> Result<(), Error> {
+    let bad = |reason: String| Error::Checkpoint {
+        path: ckpt.to_path_buf(),
+        reason,
+    };
+    let sums_path = ckpt.join(CHECKSUMS);
+    if !sums_path.is_file() {
+        if !ckpt.is_dir() {
+            return Err(bad("missing".into()));
+        }
+        read_state(ckpt)?;
+        tracing::warn!(
+            "{}: no {CHECKSUMS} (written by an older ebda); loading it unverified",
+            ckpt.display()
+        );
+        return Ok(());
+    }
+    let text = std::fs::read(&sums_path).map_err(io(&sums_path))?;
+    let sums: BTreeMap<String, String> = serde_json::from_slice(&text)
+        .map_err(|e| bad(format!("{CHECKSUMS} does not parse: {e}")))?;
+    for (name, want) in &sums {
+        let path = ckpt.join(name);
+        if !path.is_file() {
+            return Err(bad(format!("{name} is missing")));
+        }
+        let got = sha256_of(&path)?;
+        if &got != want {
+            return Err(bad(format!(
+                "{name} is damaged (SHA-256 {got}, the checkpoint recorded {want})"
+            )));
+        }
+    }
+    for name in ["state.json"] {
+        if !sums.contains_key(name) {
+            return Err(bad(format!("{CHECKSUMS} does not cover {name}")));
+        }
+    }
+    if let Some(extra) = payload_files(ckpt)?
+        .into_iter()
+        .find(|n| !sums.contains_key(n))
+    {
+        return Err(bad(format!("{extra} is not covered by {CHECKSUMS}")));
+    }
+    Ok(())
+}
+
+/// The newest checkpoint under `dir` that verifies, and the damaged newer
+/// ones skipped on the way (each with its reason). The pointer's choice
+/// comes first, then every complete `iter-*` directory, newest first.
+/// `Ok(None)`: no checkpoint at all. An error: checkpoints exist and none is
+/// intact; it names each and what is wrong.
+pub fn latest_intact(dir: &Path) -> Result<Option<(PathBuf, Vec<Error>)>, Error> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    let mut skipped = Vec::new();
+    match latest(dir) {
+        Ok(Some(p)) => candidates.push(p),
+        Ok(None) => {}
+        Err(e) => skipped.push(e),
+    }
+    if dir.is_dir() {
+        let mut found: Vec<String> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("iter-") && !n.ends_with(".partial"))
+            .collect();
+        found.sort();
+        for n in found.into_iter().rev() {
+            let p = dir.join(n);
+            if !candidates.contains(&p) {
+                candidates.push(p);
+            }
+        }
+    }
+    if candidates.is_empty() && skipped.is_empty() {
+        return Ok(None);
+    }
+    for c in candidates {
+        match verify(&c) {
+            Ok(()) => return Ok(Some((c, skipped))),
+            Err(e) => skipped.push(e),
+        }
+    }
+    Err(Error::Checkpoint {
+        path: dir.to_path_buf(),
+        reason: format!(
+            "no intact checkpoint to resume from: {}",
+            skipped
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    })
+}
+
+/// The directory named by `latest.json`, if any (not verified: see
+/// [`latest_intact`]).
 pub fn latest(dir: &Path) -> Result<Option<PathBuf>, Error> {
     let pointer = dir.join("latest.json");
     if !pointer.is_file() {
@@ -215,4 +378,68 @@ pub fn read_optimizer(
     device: &Device,
 ) -> Result<HashMap<String, Tensor>, Error> {
     load_tensors(&ckpt.join(format!("{name}.safetensors")), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+    use candle_nn::Init;
+
+    #[test]
+    fn a_checkpoint_tensor_holding_nan_is_refused_at_load() {
+        let dir = std::env::temp_dir().join(format!("ebda-ckpt-nan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let map = VarMap::new();
+        map.get(
+            (2, 2),
+            "fc.weight",
+            Init::Const(1.0),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let path = dir.join("shared.safetensors");
+        let nan = Tensor::new(&[[1.0f32, f32::NAN], [0.0, 1.0]], &Device::Cpu).unwrap();
+        save_tensors(&HashMap::from([("fc.weight".to_string(), nan)]), &path).unwrap();
+        let err = load_vars(&map, &path, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"fc.weight\" holds 1 non-finite value(s)"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn verify_catches_every_kind_of_damage() {
+        let dir = std::env::temp_dir().join(format!("ebda-ckpt-verify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ckpt = dir.join("iter-00000010");
+        std::fs::create_dir_all(&ckpt).unwrap();
+        std::fs::write(ckpt.join("state.json"), b"{}").unwrap();
+        std::fs::write(ckpt.join("shared.safetensors"), b"0123456789").unwrap();
+        write_checksums(&ckpt).unwrap();
+        verify(&ckpt).unwrap();
+
+        std::fs::write(ckpt.join("shared.safetensors"), b"0123456788").unwrap();
+        let err = verify(&ckpt).unwrap_err().to_string();
+        assert!(err.contains("shared.safetensors is damaged"), "{err}");
+        std::fs::write(ckpt.join("shared.safetensors"), b"0123456789").unwrap();
+
+        std::fs::write(ckpt.join("extra.safetensors"), b"x").unwrap();
+        let err = verify(&ckpt).unwrap_err().to_string();
+        assert!(err.contains("extra.safetensors is not covered"), "{err}");
+        std::fs::remove_file(ckpt.join("extra.safetensors")).unwrap();
+
+        std::fs::remove_file(ckpt.join("state.json")).unwrap();
+        let err = verify(&ckpt).unwrap_err().to_string();
+        assert!(err.contains("state.json is missing"), "{err}");
+
+        std::fs::write(ckpt.join(CHECKSUMS), b"{not json").unwrap();
+        let err = verify(&ckpt).unwrap_err().to_string();
+        assert!(err.contains("does not parse"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

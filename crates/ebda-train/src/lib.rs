@@ -73,6 +73,15 @@ pub enum Error {
         value: f64,
         last_checkpoint: Option<PathBuf>,
     },
+    #[error(
+        "stopped by signal {signal} at iteration {iteration}; checkpoint written to {}; continue with --resume",
+        checkpoint.display()
+    )]
+    Interrupted {
+        signal: i32,
+        iteration: usize,
+        checkpoint: PathBuf,
+    },
     #[error("{0}")]
     Run(String),
 }

@@ -19,7 +19,7 @@
 //! stops the run with an error before anything is written, so the last
 //! checkpoint stays the last good one.
 
-use crate::checkpoint::{self, CheckpointParts, TrainerState};
+use crate::checkpoint::{self, CheckpointParts, TrainerState, WindowState};
 use crate::config::ExperimentConfig;
 use crate::eval::{EvalResult, add_stats, evaluate};
 use crate::methods::{Method, Shared, StepParams, build, stream_seed};
@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The datasets of a run.
@@ -100,6 +101,10 @@ pub struct RunOptions {
     pub prefetch: Option<usize>,
     /// The command line, for the manifest.
     pub command: Vec<String>,
+    /// Set (to the signal's number) by a SIGINT / SIGTERM handler: the run
+    /// writes a checkpoint at the next step boundary and stops with
+    /// [`Error::Interrupted`]. `None`: no handler.
+    pub stop: Option<Arc<AtomicUsize>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -245,9 +250,21 @@ pub fn train(
     let end = opts.stop_after.map_or(total, |s| s.min(total));
     let log_every = cfg.train.eval_every.clamp(1, 50);
     let bar = progress_bar(cfg, run.start, opts.progress);
-    let mut window = Window::new();
+    let mut window = Window::resumed(run.resumed_window.take());
     let mut last_target_acc = None;
     for it in run.start..end {
+        // A step boundary: everything of iteration `it − 1` is written.
+        if let Some(signal) = opts.stop.as_ref().map(|s| s.load(Ordering::SeqCst))
+            && signal != 0
+        {
+            bar.abandon();
+            let checkpoint = run.checkpoint(it, Some(&window))?;
+            return Err(Error::Interrupted {
+                signal: signal as i32,
+                iteration: it,
+                checkpoint,
+            });
+        }
         let sp = run.step(it, &mut window)?;
         let done = it + 1;
         let eval_now = done % cfg.train.eval_every == 0 || done == total;
@@ -281,7 +298,7 @@ pub fn train(
         }
         last_target_acc = Some(run.evaluate(done, sp, &means, &mut window)?);
         if done % cfg.train.checkpoint_every == 0 || done == total || done == end {
-            run.checkpoint(done)?;
+            run.checkpoint(done, None)?;
         }
         window.restart();
     }
@@ -300,6 +317,10 @@ struct Window {
     sums: Vec<(&'static str, Tensor)>,
     steps: usize,
     started: Instant,
+    /// Sums of the steps before an interruption, added to `sums` after the
+    /// first step of the resumed process (float addition commutes, so the
+    /// interval's sums equal an uninterrupted run's bit for bit).
+    restored: Vec<(String, f64)>,
 }
 
 impl Window {
@@ -308,11 +329,56 @@ impl Window {
             sums: Vec::new(),
             steps: 0,
             started: Instant::now(),
+            restored: Vec::new(),
         }
+    }
+
+    fn resumed(state: Option<WindowState>) -> Self {
+        let mut w = Self::new();
+        if let Some(s) = state {
+            w.steps = s.steps;
+            w.restored = s.sums;
+        }
+        w
     }
 
     fn restart(&mut self) {
         *self = Self::new();
+    }
+
+    fn merge_restored(&mut self) -> Result<(), Error> {
+        if self.restored.is_empty() {
+            return Ok(());
+        }
+        for (name, saved) in std::mem::take(&mut self.restored) {
+            let Some((_, sum)) = self.sums.iter_mut().find(|(n, _)| *n == name) else {
+                return Err(Error::Run(format!(
+                    "the checkpoint's partial interval holds statistic {name:?}, which this method does not produce"
+                )));
+            };
+            let saved = Tensor::new(saved, sum.device())?
+                .to_dtype(sum.dtype())?
+                .reshape(sum.shape())?;
+            *sum = (&*sum + saved)?;
+        }
+        Ok(())
+    }
+
+    /// The sums on the host, for a checkpoint written mid-interval.
+    fn state(&self) -> Result<WindowState, Error> {
+        let mut sums = self
+            .sums
+            .iter()
+            .map(|(n, t)| {
+                let v = t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                Ok((n.to_string(), v))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        sums.extend(self.restored.iter().cloned());
+        Ok(WindowState {
+            steps: self.steps,
+            sums,
+        })
     }
 }
 
@@ -352,6 +418,46 @@ struct Session<'a> {
     wall_before: f64,
     opened: Instant,
     last_ckpt: Option<PathBuf>,
+    /// The statistics of a partial evaluation interval restored from a
+    /// checkpoint written on a signal.
+    resumed_window: Option<WindowState>,
+    /// Held while the session lives: one process per run directory.
+    _lock: std::fs::File,
+}
+
+/// Takes the run directory's lock (`RUN/lock`, an advisory file lock the
+/// system releases when the process ends, however it ends), or says which
+/// process holds it.
+fn lock_run_dir(run_dir: &Path) -> Result<std::fs::File, Error> {
+    use std::io::{Read, Seek, Write};
+    let path = run_dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(Error::Run(format!(
+                "{} is in use by another ebda process ({}); one process per run directory",
+                run_dir.display(),
+                match holder.trim() {
+                    "" => "its lock is held".to_string(),
+                    pid => format!("pid {pid}, holding {}", path.display()),
+                }
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+    }
+    file.set_len(0).map_err(io(&path))?;
+    file.rewind().map_err(io(&path))?;
+    write!(file, "{}", std::process::id()).map_err(io(&path))?;
+    Ok(file)
 }
 
 impl<'a> Session<'a> {
@@ -367,6 +473,7 @@ impl<'a> Session<'a> {
     ) -> Result<Self, Error> {
         let opened = Instant::now();
         std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+        let lock = lock_run_dir(run_dir)?;
         let (shared, method) = build(cfg, device)?;
         let d = &cfg.data;
         let loader = |set: &Arc<Dataset>, stream: u64| {
@@ -399,13 +506,14 @@ impl<'a> Session<'a> {
             wall_before: 0.0,
             opened,
             last_ckpt: None,
+            resumed_window: None,
+            _lock: lock,
         };
         if opts.resume {
             run.resume()?;
         } else {
             run.create(opts)?;
         }
-        run.last_ckpt = checkpoint::latest(&run.ckpt_dir).ok().flatten();
         Ok(run)
     }
 
@@ -448,12 +556,16 @@ impl<'a> Session<'a> {
                 self.run_dir.display()
             )));
         }
-        let Some(ckpt) = checkpoint::latest(&self.ckpt_dir)? else {
+        let Some((ckpt, skipped)) = checkpoint::latest_intact(&self.ckpt_dir)? else {
             return Err(Error::Run(format!(
                 "{}: no checkpoint to resume from",
                 self.ckpt_dir.display()
             )));
         };
+        for damaged in &skipped {
+            tracing::warn!("{damaged}; falling back to {}", ckpt.display());
+            eprintln!("warning: {damaged}; falling back to {}", ckpt.display());
+        }
         let state = checkpoint::read_state(&ckpt)?;
         let device = self.device;
         checkpoint::load_vars(&self.shared.vars, &ckpt.join("shared.safetensors"), device)?;
@@ -472,6 +584,8 @@ impl<'a> Session<'a> {
         self.train_seconds = state.train_seconds;
         self.wall_before = state.wall_seconds;
         truncate_metrics(&self.metrics_path, self.start)?;
+        self.last_ckpt = Some(ckpt.clone());
+        self.resumed_window = state.window.clone();
         tracing::info!(
             "resumed {} at iteration {} from {}",
             self.run_dir.display(),
@@ -502,6 +616,7 @@ impl<'a> Session<'a> {
         };
         let stats = self.method.step(&self.shared, &src, tgt.as_ref(), sp)?;
         add_stats(&mut window.sums, stats)?;
+        window.merge_restored()?;
         window.steps += 1;
         Ok(sp)
     }
@@ -586,8 +701,15 @@ impl<'a> Session<'a> {
         Ok(line.target_acc)
     }
 
-    /// Writes a checkpoint at `done` (atomically; older ones pruned).
-    fn checkpoint(&mut self, done: usize) -> Result<(), Error> {
+    /// Writes a checkpoint at `done` (atomically; older ones pruned); with
+    /// `window`, the statistics of the evaluation interval in progress too
+    /// (a stop between evaluations). Returns its directory.
+    fn checkpoint(&mut self, done: usize, window: Option<&Window>) -> Result<PathBuf, Error> {
+        let window_state = window
+            .filter(|w| w.steps > 0)
+            .map(Window::state)
+            .transpose()?;
+        let partial_seconds = window.map_or(0.0, |w| w.started.elapsed().as_secs_f64());
         let mut optimizers = Vec::new();
         let mut steps = BTreeMap::new();
         for (name, opt) in self.method.optimizers() {
@@ -603,10 +725,11 @@ impl<'a> Session<'a> {
             target_sampler: self.target.state(),
             rng: self.shared.rng.state(),
             optimizer_steps: steps,
-            train_seconds: self.train_seconds,
+            train_seconds: self.train_seconds + partial_seconds,
             wall_seconds: self.wall_before + self.opened.elapsed().as_secs_f64(),
+            window: window_state,
         };
-        self.last_ckpt = Some(checkpoint::save(
+        let dir = checkpoint::save(
             &self.ckpt_dir,
             CheckpointParts {
                 var_maps,
@@ -614,8 +737,9 @@ impl<'a> Session<'a> {
             },
             &state,
             self.cfg.train.keep_checkpoints,
-        )?);
-        Ok(())
+        )?;
+        self.last_ckpt = Some(dir.clone());
+        Ok(dir)
     }
 
     /// Writes and returns the finished run's summary.
