@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each target uses part of it
 //! A per-process scratch directory for targets whose parser takes a path:
 //! the input is written to a file there (on /dev/shm where it exists).
 

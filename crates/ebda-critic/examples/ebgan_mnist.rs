@@ -110,6 +110,10 @@ struct Args {
     /// Generated (and real test) samples scored by the classifier.
     #[arg(long, default_value_t = 10000)]
     eval_samples: usize,
+    /// Instead of training: read every `summary.json` under this directory
+    /// and print the with/without-PT table (mean ± std over seeds) as markdown.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
 /// MNIST as `[n, 784]` floats in [−1, 1] and its labels.
@@ -383,8 +387,105 @@ fn check(args: &Args) -> Result<()> {
     Ok(())
 }
 
+fn summaries(dir: &Path, out: &mut Vec<(PathBuf, serde_json::Value)>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            summaries(&p, out)?;
+        } else if p.file_name().is_some_and(|n| n == "summary.json") {
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            let v =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+            out.push((p, v));
+        }
+    }
+    Ok(())
+}
+
+fn mean_std(v: &[f64]) -> String {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    format!("{m:.3} ± {sd:.3}")
+}
+
+/// The with/without-PT table of every run under `dir`.
+fn report(dir: &Path) -> Result<()> {
+    let mut runs = Vec::new();
+    summaries(dir, &mut runs)?;
+    if runs.is_empty() {
+        bail!("{}: no summary.json below it", dir.display());
+    }
+    let num = |v: &serde_json::Value, path: &[&str], file: &Path| -> Result<f64> {
+        let mut x = v;
+        for k in path {
+            x = &x[*k];
+        }
+        x.as_f64()
+            .with_context(|| format!("{}: no number at {}", file.display(), path.join(".")))
+    };
+    let mut groups: std::collections::BTreeMap<String, Vec<(PathBuf, serde_json::Value)>> =
+        Default::default();
+    for (p, v) in runs {
+        let w = num(&v, &["args", "pull_away_weight"], &p)?;
+        groups.entry(format!("{w}")).or_default().push((p, v));
+    }
+    println!(
+        "| generator loss | seeds | class entropy (nats; ln 10 = 2.303) | mean max-probability | digits score (max 10) |"
+    );
+    println!("|---|---|---|---|---|");
+    let mut real = Vec::new();
+    for (w, runs) in &groups {
+        let mut cols: [Vec<f64>; 3] = Default::default();
+        for (p, v) in runs {
+            for (c, key) in
+                cols.iter_mut()
+                    .zip(["class_entropy", "mean_max_probability", "digits_score"])
+            {
+                c.push(num(v, &["generated", key], p)?);
+            }
+            real.push([
+                num(v, &["real_test", "class_entropy"], p)?,
+                num(v, &["real_test", "mean_max_probability"], p)?,
+                num(v, &["real_test", "digits_score"], p)?,
+            ]);
+        }
+        let name = if w == "0" {
+            "EBGAN: D(G(z))".to_string()
+        } else {
+            format!("EBGAN-PT: D(G(z)) + {w} · PT")
+        };
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            runs.len(),
+            mean_std(&cols[0]),
+            mean_std(&cols[1]),
+            mean_std(&cols[2])
+        );
+    }
+    let col = |i: usize| mean_std(&real.iter().map(|r| r[i]).collect::<Vec<_>>());
+    println!(
+        "| real MNIST test images (same classifiers) | {} | {} | {} | {} |",
+        real.len(),
+        col(0),
+        col(1),
+        col(2)
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.report {
+        return report(dir);
+    }
     check(&args)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -98,6 +98,21 @@ fn short_ebgan_run_writes_grids_energies_and_scores() {
     }
     // Real test digits are all ten classes in near-equal shares.
     assert!(summary["real_test"]["class_entropy"].as_f64().unwrap() > 2.2);
+
+    // The table of the README, from the summaries below a directory.
+    let table = Command::new(example_binary())
+        .args(["--report", out.to_str().unwrap()])
+        .output()
+        .expect("run the example");
+    assert!(table.status.success());
+    let table = String::from_utf8_lossy(&table.stdout);
+    let entropy = summary["generated"]["class_entropy"].as_f64().unwrap();
+    assert!(
+        table.contains(&format!(
+            "| EBGAN-PT: D(G(z)) + 0.1 · PT | 1 | {entropy:.3} ± 0.000 |"
+        )),
+        "{table}"
+    );
     std::fs::remove_dir_all(&out).ok();
 }
 
