@@ -48,6 +48,16 @@ fn every_experiment_file_loads_and_validates() {
                 let s = ebda_records::read_summary(dir).unwrap_or_else(|e| panic!("{e}"));
                 assert!(s.is_some());
             }
+            // The EBGAN example's summaries (crates/ebda-critic/examples).
+            "summary.json" if f.starts_with(root.join("ebgan_mnist")) => {
+                let v: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(f).unwrap())
+                        .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                for key in ["class_entropy", "mean_max_probability", "digits_score"] {
+                    assert!(v["generated"][key].is_f64(), "{}: {key}", f.display());
+                }
+                assert!(v["git_revision"].is_string(), "{}", f.display());
+            }
             _ if dir.file_name().is_some_and(|d| d == "energies") => {
                 ebda_records::read_energies(dir.parent().unwrap())
                     .unwrap_or_else(|e| panic!("{e}"));

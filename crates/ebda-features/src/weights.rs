@@ -57,7 +57,7 @@ pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
             return Err(weights_err(
                 path,
                 format!(
-                    "tensor {name:?} holds {bad} non-finite value(s) (NaN or ±inf) of {}",
+                    "{name} holds a non-finite value ({bad} of its {} values are NaN or ±inf)",
                     t.elem_count()
                 ),
             ));
@@ -206,7 +206,7 @@ mod tests {
             .unwrap();
             let err = read(&path).unwrap_err().to_string();
             assert!(
-                err.contains("\"fc.bias\"") && err.contains("1 non-finite value(s)"),
+                err.contains("fc.bias holds a non-finite value (1 of its 3 values"),
                 "{err}"
             );
         }

@@ -3,13 +3,30 @@
 //! - [`device`]: the device under test, `EBDA_TEST_DEVICE=cuda` for GPU 0
 //!   (`scripts/gpu-check.sh` runs the device-generic tests that way);
 //! - [`temp_dir`]: a fresh temporary directory per test;
+//! - [`seeded_randn`]: standard-normal test inputs that are the same on
+//!   every run (candle's CPU `randn` cannot be seeded);
 //! - [`real_data`]: the shared real datasets, `$EBDA_DATA_DIR` or
 //!   `../shared/data` beside the repository. A test that needs them and
 //!   finds none fails under `EBDA_REQUIRE_REAL_DATA=1` (CI sets it) and
 //!   otherwise says on stderr that it skipped — never a silent pass in CI.
 
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
 use std::path::PathBuf;
+
+/// A tensor of standard-normal values drawn from a generator seeded by
+/// `seed`: the same values on every run and machine, so a test that checks
+/// gradients near kinks (ReLU, max-pool) cannot pass or fail by chance.
+pub fn seeded_randn(seed: u64, shape: &[usize], dtype: DType, device: &Device) -> Tensor {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+        .and_then(|t| t.to_dtype(dtype))
+        .and_then(|t| t.to_device(device))
+        .expect("a host tensor of the given shape")
+}
 
 /// The device under test: `EBDA_TEST_DEVICE=cuda` runs on GPU 0, anything
 /// else on the CPU. Panics when CUDA is asked for and not available, so a
