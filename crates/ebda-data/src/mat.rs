@@ -160,6 +160,12 @@ pub fn svhn(root: &Path, split: &str) -> Result<Dataset> {
     let NumericData::UInt8 { real: raw, .. } = x.data() else {
         return Err(Error::format(&path, "X is not uint8"));
     };
+    if n.checked_mul(3072) != Some(raw.len()) {
+        return Err(Error::format(
+            &path,
+            format!("X declares size {size:?} but holds {} values", raw.len()),
+        ));
+    }
     let y_values = as_f64(y);
     if y_values.len() != n {
         return Err(Error::format(
@@ -224,6 +230,15 @@ pub fn mat_features(
     let values = as_f64(x);
     // Column-major: element (i, j) of an r×c matrix is values[i + r·j].
     let (rows, cols) = (size[0], size[1]);
+    if rows.checked_mul(cols) != Some(values.len()) {
+        return Err(Error::format(
+            path,
+            format!(
+                "{features_key} declares size {rows}×{cols} but holds {} values",
+                values.len()
+            ),
+        ));
+    }
     let (dim, row_major): (usize, Vec<f32>) = if rows == n {
         (
             cols,
