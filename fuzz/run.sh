@@ -18,14 +18,21 @@ cargo +nightly fuzz build --release
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   extra=()
-  # The real ResNet fixtures are seeds for the weights reader too.
-  [ "$t" = pth_weights ] && extra=(../crates/ebda-features/tests/fixtures/resnet)
+  limit=2048
+  if [ "$t" = pth_weights ]; then
+    # The real ResNet fixtures are seeds too. candle's pickle reader
+    # allocates a string's declared length before reading it (up to 4 GiB
+    # from a 4-byte length; see crates/ebda-features/tests/fixtures/fuzz/):
+    # an upstream limitation, allowed here so the target keeps finding others.
+    extra=(../crates/ebda-features/tests/fixtures/resnet)
+    limit=4200
+  fi
   echo "== $t (${secs} s)"
   status=0
   cargo +nightly fuzz run --release "$t" "corpus/$t" "seeds/$t" "${extra[@]}" -- \
-    -max_total_time="$secs" -rss_limit_mb=2560 -malloc_limit_mb=2048 \
+    -max_total_time="$secs" -rss_limit_mb=2560 -malloc_limit_mb=$limit \
     -max_len=65536 -timeout=10 -print_final_stats=1 > "corpus/$t.log" 2>&1 || status=$?
-  grep -E "^#[0-9]+ +DONE|^stat::(number_of_executed_units|peak_rss_mb)|ERROR|panicked|SUMMARY" \
+  grep -E "^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|peak_rss_mb)|ERROR|panicked|SUMMARY" \
     "corpus/$t.log" | tail -n 8 || true
   if [ "$status" -ne 0 ]; then
     tail -n 40 "corpus/$t.log"

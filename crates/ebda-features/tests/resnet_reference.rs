@@ -488,3 +488,15 @@ fn input_shape_and_depth_errors_are_clear() {
         "{e}"
     );
 }
+
+/// Found by the `pth_weights` fuzz target: a pickle opcode declaring a
+/// 4 GiB length inside a 761-byte file. candle's pickle reader allocates the
+/// declared length before reading (an upstream limitation: with the
+/// system's lazy allocation the read then fails; beyond what the system
+/// will reserve it would abort). The file must end in an error naming it.
+#[test]
+fn a_pickle_declaring_a_4_gib_string_is_an_error() {
+    let path = fixtures().join("../fuzz/pickle-4gb-length.pth");
+    let err = ebda_features::weights::read(&path).unwrap_err().to_string();
+    assert!(err.contains("pickle-4gb-length.pth"), "{err}");
+}
