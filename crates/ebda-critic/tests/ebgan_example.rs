@@ -28,7 +28,7 @@ fn short_ebgan_run_writes_grids_energies_and_scores() {
     let Some(mnist) = ebda_testkit::real_data("mnist-full") else {
         return;
     };
-    let out = tempfile_dir();
+    let out = ebda_testkit::temp_dir("ebgan");
     let status = Command::new(example_binary())
         .args(["--data", mnist.to_str().unwrap()])
         .args(["--out", out.to_str().unwrap()])
@@ -120,7 +120,7 @@ fn short_ebgan_run_writes_grids_energies_and_scores() {
 fn bad_arguments_are_refused_with_a_message() {
     let out = Command::new(example_binary())
         .args(["--data", "/nonexistent/mnist", "--out"])
-        .arg(tempfile_dir())
+        .arg(ebda_testkit::temp_dir("ebgan-args"))
         .output()
         .expect("run the example");
     assert!(!out.status.success());
@@ -134,16 +134,4 @@ fn bad_arguments_are_refused_with_a_message() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--eval-samples"), "stderr: {err}");
-}
-
-fn tempfile_dir() -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ebda-ebgan-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -500,3 +500,16 @@ fn a_pickle_declaring_a_4_gib_string_is_an_error() {
     let err = ebda_features::weights::read(&path).unwrap_err().to_string();
     assert!(err.contains("pickle-4gb-length.pth"), "{err}");
 }
+
+/// Found by the `pth_weights` fuzz target: a pickle whose tensor rebuild
+/// has fewer arguments than candle's reader indexes (it panics inside
+/// `rebuild_args`); `weights::read` catches that and names the file.
+#[test]
+fn a_pickle_with_short_rebuild_arguments_is_an_error() {
+    let path = fixtures().join("../fuzz/pickle-short-rebuild-args.pth");
+    let err = ebda_features::weights::read(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("pickle-short-rebuild-args.pth") && err.contains("malformed pickle"),
+        "{err}"
+    );
+}

@@ -17,17 +17,6 @@ use std::sync::{Arc, Mutex};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "ebda-hub-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// A 28×28 grayscale digit-like image, distinct per (seed), as PNG bytes.
 fn png(seed: u8) -> (Vec<u8>, Vec<u8>) {
     let pixels: Vec<u8> = (0..28 * 28)
@@ -197,8 +186,8 @@ fn fetch_writes_image_lists_that_ebda_reads_back() {
         files.insert(name.to_string(), parquet_file(&images, &labels, "label"));
     }
     let hub = serve("test-org/digits", files);
-    let cache = temp_dir("cache");
-    let out = temp_dir("out").join("digits");
+    let cache = ebda_testkit::temp_dir("hub-cache-1");
+    let out = ebda_testkit::temp_dir("hub-out-1").join("digits");
 
     let fetched = fetch("test-org/digits", &out, &options(&hub, &cache)).unwrap();
     assert_eq!(fetched.commit.as_deref(), Some(COMMIT));
@@ -250,7 +239,7 @@ fn fetch_writes_image_lists_that_ebda_reads_back() {
 
     // A second fetch of the same dataset reads candle-datasets' hub cache:
     // no file is downloaded again.
-    let again = temp_dir("out2").join("digits");
+    let again = ebda_testkit::temp_dir("hub-out2").join("digits");
     fetch("test-org/digits", &again, &options(&hub, &cache)).unwrap();
     assert_eq!(hub.file_gets.load(Ordering::Relaxed), 3);
     assert_eq!(
@@ -277,8 +266,8 @@ fn bad_content_is_an_error_naming_file_row_and_columns() {
         parquet_file(&[good.clone(), corrupt], &[1, 2], "label"),
     );
     let hub = serve("test-org/corrupt", files);
-    let cache = temp_dir("cache");
-    let out = temp_dir("out").join("corrupt");
+    let cache = ebda_testkit::temp_dir("hub-cache-2");
+    let out = ebda_testkit::temp_dir("hub-out-2").join("corrupt");
     let err = fetch("test-org/corrupt", &out, &options(&hub, &cache))
         .unwrap_err()
         .to_string();
@@ -309,13 +298,21 @@ fn bad_content_is_an_error_naming_file_row_and_columns() {
     let fetched = fetch("test-org/nolabel", &out, &opts).unwrap();
     assert_eq!(fetched.splits[0].class_counts, [0, 1]);
 
-    let err = fetch("test-org/missing", &temp_dir("x"), &options(&hub, &cache))
-        .unwrap_err()
-        .to_string();
+    let err = fetch(
+        "test-org/missing",
+        &ebda_testkit::temp_dir("hub-x-1"),
+        &options(&hub, &cache),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("test-org/missing"), "{err}");
-    let err = fetch("mnist", &temp_dir("x"), &options(&hub, &cache))
-        .unwrap_err()
-        .to_string();
+    let err = fetch(
+        "mnist",
+        &ebda_testkit::temp_dir("hub-x-2"),
+        &options(&hub, &cache),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("OWNER/NAME"), "{err}");
 }
 
@@ -326,7 +323,7 @@ fn candle_datasets_mnist_equals_ebda_reader_on_full_mnist() {
     let Some(root) = ebda_testkit::real_data("mnist-full") else {
         return;
     };
-    let plain = temp_dir("mnist");
+    let plain = ebda_testkit::temp_dir("hub-mnist");
     for name in [
         "train-images-idx3-ubyte",
         "train-labels-idx1-ubyte",
