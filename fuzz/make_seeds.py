@@ -105,7 +105,7 @@ with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_STORED) as z:
 put("pth_weights", "weights.pth", zbuf.getvalue())
 
 # Configs: the digits config with two overrides (after a NUL byte).
-cfg = open("../experiments/digits/M2U.json").read()
+cfg = open("../experiments/digits/M2U-5k.json").read()
 put("config", "m2u", cfg + "\0seed=1\nmethod=dann\n")
 put("config", "minimal", '{"task": "t"}\0method.ebda.critic.margin=2\n')
 

@@ -34,7 +34,7 @@ for method in dann ebda; do
     out="$WORK/run-$method-$dev"
     rm -rf "$out"
     threads=$(nproc)
-    if summary=$("$EBDA" --device "$dev" --threads "$threads" -q train --config experiments/digits/M2U.json \
+    if summary=$("$EBDA" --device "$dev" --threads "$threads" -q train --config experiments/digits/M2U-5k.json \
         --set "method=$method" --set "train.iterations=$ITERS" --set "train.eval_every=$ITERS" \
         --set "train.checkpoint_every=$ITERS" --out "$out" --no-progress 2>"$out.err"); then
       ips=$(echo "$summary" | python3 -c 'import sys, json; print(round(json.load(sys.stdin)["train_images_per_s"]))')

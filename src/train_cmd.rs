@@ -30,6 +30,12 @@ pub struct TrainArgs {
     /// memory). Results do not depend on it.
     #[arg(long, value_name = "N")]
     prefetch: Option<usize>,
+    /// Write every step's input batches, schedule values, dropout-generator
+    /// state and step statistics into this directory, to replay the steps in
+    /// another framework (`experiments/reference/replay.py`). Slow: for a few
+    /// steps (with --stop-after).
+    #[arg(long, value_name = "DIR")]
+    trace: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -85,6 +91,7 @@ pub fn train(
         prefetch: args.prefetch,
         command: std::env::args().collect(),
         stop: Some(stop_on_signals()?),
+        trace: args.trace.clone(),
     };
     let summary = ebda_train::train(cfg, &data, device, run_dir, &opts)?;
     if !args.no_plots && summary.complete().is_some() {

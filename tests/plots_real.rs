@@ -17,7 +17,10 @@ fn a_real_short_run_draws_its_figures() {
     };
     let dir = common::temp_dir("plots-real");
     let run = dir.join("run");
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/digits/M2U.json");
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/experiments/digits/M2U-5k.json"
+    );
     let (m, u) = (mnist.display(), usps.display());
     let sets = [
         "method=ebda".to_string(),
@@ -74,7 +77,7 @@ fn a_real_short_run_draws_its_figures() {
         ("proxy-a-distance", (840, 420)),
     ] {
         png::check_png(&plots.join(format!("{stem}.png")), Some(size));
-        png::check_svg(&plots.join(format!("{stem}.svg")), &["M2U ebda seed 0"]);
+        png::check_svg(&plots.join(format!("{stem}.svg")), &["M2U-5k ebda seed 0"]);
     }
     let losses = png::check_png(&plots.join("losses.png"), None);
     assert!(losses.width() >= 1120 && losses.height() > 420);
@@ -92,9 +95,9 @@ fn a_real_short_run_draws_its_figures() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("| ebda |"));
-    png::check_png(&figures.join("M2U-accuracy.png"), Some((1120, 420)));
+    png::check_png(&figures.join("M2U-5k-accuracy.png"), Some((1120, 420)));
     png::check_png(
-        &figures.join("M2U-ebda-seed0-energy-hist.png"),
+        &figures.join("M2U-5k-ebda-seed0-energy-hist.png"),
         Some((1120, 420)),
     );
     std::fs::remove_dir_all(&dir).unwrap();

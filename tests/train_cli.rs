@@ -394,3 +394,72 @@ fn a_non_finite_loss_stops_the_run_with_a_clear_error() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn trace_records_each_steps_batches_generator_state_and_statistics() {
+    let dir = common::temp_dir("train-trace");
+    let cfg = fixture(&dir);
+    let run = dir.join("run");
+    let trace = dir.join("trace");
+    let mut args = vec!["train", "--config", cfg.to_str().unwrap()];
+    let run_s = run.to_str().unwrap().to_string();
+    let trace_s = trace.to_str().unwrap().to_string();
+    args.extend(["--out", &run_s, "--trace", &trace_s, "--stop-after", "3"]);
+    for s in [
+        "method=dann",
+        "train.eval_every=1",
+        "train.checkpoint_every=1",
+        "train.keep_checkpoints=5",
+    ] {
+        args.extend(["--set", s]);
+    }
+    args.push("--no-progress");
+    let out = ebda(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<Value> = std::fs::read_to_string(trace.join("steps.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for (k, line) in lines.iter().enumerate() {
+        assert_eq!(line["iteration"], k);
+        assert_eq!(line["source_indices"].as_array().unwrap().len(), 8);
+        assert_eq!(line["target_indices"].as_array().unwrap().len(), 8);
+        let stats = line["stats"].as_object().unwrap();
+        assert!(stats["domain_loss"].as_f64().unwrap() > 0.0, "{line}");
+        let lr = 0.01 * (1.0 + 10.0 * k as f64 / 40.0).powf(-0.75);
+        assert!((line["lr"].as_f64().unwrap() - lr).abs() < 1e-12, "{line}");
+        // Nothing draws between a step's end and the next checkpoint: the
+        // generator state before step k is checkpoint k's.
+        if k > 0 {
+            let state: Value = serde_json::from_str(
+                &std::fs::read_to_string(run.join(format!("checkpoints/iter-{k:08}/state.json")))
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                line["rng_before"].to_string(),
+                state["rng"].to_string(),
+                "step {k}"
+            );
+        }
+        // The batch is the fixture's samples at the recorded indices.
+        let tensors = candle_core::safetensors::load(
+            trace.join(format!("step-{k:08}.safetensors")),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(tensors["source.inputs"].dims(), [8, 1, 28, 28]);
+        assert_eq!(tensors["target.inputs"].dims(), [8, 1, 28, 28]);
+        let labels: Vec<u32> = tensors["source.labels"].to_vec1().unwrap();
+        let expected: Vec<u32> = line["source_indices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| ((i.as_u64().unwrap() * 7 + 1) % 10) as u32)
+            .collect();
+        assert_eq!(labels, expected, "step {k}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

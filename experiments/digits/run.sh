@@ -4,7 +4,7 @@
 # exists without summary.json is resumed from its latest checkpoint; a
 # finished one is skipped — so an interrupted sweep continues where it stopped.
 #
-#   TASKS="M2U U2M" METHODS="source-only dann ebda" SEEDS="0 1 2" JOBS=2 experiments/digits/run.sh
+#   TASKS="M2U-5k U2M-5k" METHODS="source-only dann ebda" SEEDS="0 1 2" JOBS=2 experiments/digits/run.sh
 #
 # Environment: EBDA_BIN (default target/release/ebda), OUT_DIR (default
 # runs/digits), DEVICE (default cpu), THREADS (default 1), JOBS (default 2),
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=experiments/grid.sh
 source experiments/grid.sh
 
-TASKS="${TASKS:-M2U U2M}"
+TASKS="${TASKS:-M2U-5k U2M-5k}"
 METHODS="${METHODS:-source-only dann ebda}"
 SEEDS="${SEEDS:-0 1 2}"
 JOBS="${JOBS:-2}"

@@ -105,6 +105,14 @@ pub struct RunOptions {
     /// writes a checkpoint at the next step boundary and stops with
     /// [`Error::Interrupted`]. `None`: no handler.
     pub stop: Option<Arc<AtomicUsize>>,
+    /// Write every step's inputs into this directory for replaying the
+    /// steps elsewhere (e.g. in PyTorch, `experiments/reference/replay.py`):
+    /// `step-NNNNNNNN.safetensors` (`source.inputs`, `source.labels`,
+    /// `target.inputs`, `target.labels`) and a line per step in
+    /// `steps.jsonl` (iteration, schedule values, the dropout generator's
+    /// state before the step, batch indices, step statistics). Slow (one
+    /// device sync and a file per step): for a few steps.
+    pub trace: Option<PathBuf>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -311,6 +319,70 @@ pub fn train(
     run.finish()
 }
 
+/// Appends step `it` to the trace in `dir` ([`RunOptions::trace`]).
+fn write_trace(
+    dir: &Path,
+    it: usize,
+    sp: StepParams,
+    rng: &ebda_nn::RngState,
+    src: &ebda_data::Batch,
+    tgt: Option<&ebda_data::Batch>,
+    stats: &[(&'static str, Tensor)],
+) -> Result<(), Error> {
+    let mut tensors = std::collections::HashMap::new();
+    for (name, batch) in [("source", Some(src)), ("target", tgt)] {
+        if let Some(b) = batch {
+            tensors.insert(format!("{name}.inputs"), b.inputs.clone());
+            tensors.insert(format!("{name}.labels"), b.labels.clone());
+        }
+    }
+    let path = dir.join(format!("step-{it:08}.safetensors"));
+    candle_core::safetensors::save(&tensors, &path).map_err(|e| {
+        Error::Run(format!(
+            "cannot write the trace file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mut values = BTreeMap::new();
+    for (name, t) in stats {
+        values.insert(
+            *name,
+            t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?,
+        );
+    }
+    /// One line of `steps.jsonl` (written through the serializer: the
+    /// generator's state is a `u128`, which `serde_json::Value` cannot hold).
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        iteration: usize,
+        p: f64,
+        lr: f64,
+        lambda: f64,
+        rng_before: &'a ebda_nn::RngState,
+        source_indices: &'a [usize],
+        target_indices: Option<&'a [usize]>,
+        stats: BTreeMap<&'static str, f64>,
+    }
+    let line = serde_json::to_string(&Line {
+        iteration: it,
+        p: sp.p,
+        lr: sp.lr,
+        lambda: sp.lambda,
+        rng_before: rng,
+        source_indices: &src.indices,
+        target_indices: tgt.map(|b| b.indices.as_slice()),
+        stats: values,
+    })
+    .expect("trace lines serialize");
+    let path = dir.join("steps.jsonl");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    writeln!(file, "{line}").map_err(io(&path))
+}
+
 /// The step statistics of one evaluation interval: device-side sums, the
 /// steps they hold, and the interval's training time.
 struct Window {
@@ -423,6 +495,8 @@ struct Session<'a> {
     resumed_window: Option<WindowState>,
     /// Held while the session lives: one process per run directory.
     _lock: std::fs::File,
+    /// Where each step's inputs are written ([`RunOptions::trace`]).
+    trace: Option<PathBuf>,
 }
 
 /// Takes the run directory's lock (`RUN/lock`, an advisory file lock the
@@ -508,7 +582,11 @@ impl<'a> Session<'a> {
             last_ckpt: None,
             resumed_window: None,
             _lock: lock,
+            trace: opts.trace.clone(),
         };
+        if let Some(dir) = &run.trace {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
         if opts.resume {
             run.resume()?;
         } else {
@@ -608,6 +686,7 @@ impl<'a> Session<'a> {
             lr: schedule::lr_at(&cfg.optim, p),
             lambda: schedule::lambda(cfg.adapt.lambda_max, cfg.adapt.gamma, p),
         };
+        let rng_before = self.trace.is_some().then(|| self.shared.rng.state());
         let src = self.source.next_batch(self.device)?;
         let tgt = if self.method.uses_target() {
             Some(self.target.next_batch(self.device)?)
@@ -615,6 +694,9 @@ impl<'a> Session<'a> {
             None
         };
         let stats = self.method.step(&self.shared, &src, tgt.as_ref(), sp)?;
+        if let (Some(dir), Some(rng)) = (&self.trace, rng_before) {
+            write_trace(dir, it, sp, &rng, &src, tgt.as_ref(), &stats)?;
+        }
         add_stats(&mut window.sums, stats)?;
         window.merge_restored()?;
         window.steps += 1;
