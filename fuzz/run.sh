@@ -20,12 +20,8 @@ for t in "${targets[@]}"; do
   extra=()
   limit=2048
   if [ "$t" = pth_weights ]; then
-    # The real ResNet fixtures are seeds too. candle's pickle reader
-    # allocates a string's declared length before reading it (up to 4 GiB
-    # from a 4-byte length; see crates/ebda-features/tests/fixtures/fuzz/):
-    # an upstream limitation, allowed here so the target keeps finding others.
-    extra=(../crates/ebda-features/tests/fixtures/resnet)
-    limit=4200
+    # The real ResNet fixtures and the regression inputs are seeds too.
+    extra=(../crates/ebda-features/tests/fixtures/resnet ../crates/ebda-features/tests/fixtures/fuzz)
   fi
   echo "== $t (${secs} s)"
   status=0

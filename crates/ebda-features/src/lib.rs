@@ -40,6 +40,7 @@ mod dann_mnist;
 mod dtn;
 mod lenet;
 mod mlp;
+mod pth_check;
 mod resnet;
 pub mod weights;
 

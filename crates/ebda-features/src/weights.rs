@@ -93,12 +93,23 @@ fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
             ),
         ));
     }
+    // candle's reader allocates what the archive declares before reading
+    // it: bound every declared size by the archive first.
+    crate::pth_check::check_pickles(path).map_err(|e| {
+        weights_err(
+            path,
+            format!("not a readable PyTorch file (truncated or corrupt?): {e}"),
+        )
+    })?;
     // candle's pickle reader is not hardened against every malformed
     // archive: a panic inside it becomes an error naming the file.
     let read_key = |key: Option<&str>| -> Result<Vec<(String, Tensor)>> {
         let owned = path.to_path_buf();
         let key = key.map(str::to_string);
         std::panic::catch_unwind(move || {
+            let infos = candle_core::pickle::read_pth_tensor_info(&owned, false, key.as_deref())?;
+            crate::pth_check::check_tensor_sizes(&owned, &infos)
+                .map_err(candle_core::Error::msg)?;
             candle_core::pickle::read_all_with_key(&owned, key.as_deref())
         })
         .map_err(|_| {

@@ -489,20 +489,24 @@ fn input_shape_and_depth_errors_are_clear() {
     );
 }
 
-/// Found by the `pth_weights` fuzz target: a pickle opcode declaring a
-/// 4 GiB length inside a 761-byte file. candle's pickle reader allocates the
-/// declared length before reading (an upstream limitation: with the
-/// system's lazy allocation the read then fails; beyond what the system
-/// will reserve it would abort). The file must end in an error naming it.
+/// Found by the `pth_weights` fuzz target (rewritten as a well-formed
+/// archive, since zip checksums are now verified first): a pickle string
+/// declaring a 4 GiB length in a few hundred bytes. candle's pickle reader allocates the
+/// declared length before reading; the pickle is scanned first, and the file
+/// is refused without that allocation (`fuzz/run.sh` runs the target with
+/// libFuzzer's 2 GiB allocation limit, which the allocation would break).
 #[test]
 fn a_pickle_declaring_a_4_gib_string_is_an_error() {
     let path = fixtures().join("../fuzz/pickle-4gb-length.pth");
     let err = ebda_features::weights::read(&path).unwrap_err().to_string();
-    assert!(err.contains("pickle-4gb-length.pth"), "{err}");
+    assert!(
+        err.contains("pickle-4gb-length.pth") && err.contains("declares") && err.contains("follow"),
+        "{err}"
+    );
 }
 
-/// Found by the `pth_weights` fuzz target: a pickle whose tensor rebuild
-/// has fewer arguments than candle's reader indexes (it panics inside
+/// Found by the `pth_weights` fuzz target (rewritten as a well-formed
+/// archive): a pickle whose tensor rebuild has fewer arguments than candle's reader indexes (it panics inside
 /// `rebuild_args`); `weights::read` catches that and names the file.
 #[test]
 fn a_pickle_with_short_rebuild_arguments_is_an_error() {
@@ -510,6 +514,21 @@ fn a_pickle_with_short_rebuild_arguments_is_an_error() {
     let err = ebda_features::weights::read(&path).unwrap_err().to_string();
     assert!(
         err.contains("pickle-short-rebuild-args.pth") && err.contains("malformed pickle"),
+        "{err}"
+    );
+}
+
+/// A `.pth` whose tensor declares 2³⁰ `f32` elements (4 GiB) over a
+/// 16-byte storage: candle would allocate the declared size before reading;
+/// the archive's real sizes are checked first and the tensor is named.
+#[test]
+fn a_tensor_declaring_more_bytes_than_its_storage_is_an_error() {
+    let path = fixtures().join("../fuzz/tensor-4gib-shape.pth");
+    let err = ebda_features::weights::read(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("tensor-4gib-shape.pth")
+            && err.contains("tensor \"w\" declares shape [1073741824]")
+            && err.contains("more than the 16 bytes of archive/data/0"),
         "{err}"
     );
 }
