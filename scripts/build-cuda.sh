@@ -77,7 +77,9 @@ nvcc --version | tail -n 2
 if [ "${1:-}" = "--check" ]; then
   shift
   echo "== cargo build --release --features $FEATURES (compile check, target-cuda/)"
-  CARGO_TARGET_DIR=target-cuda cargo build --release --workspace --features "$FEATURES" "$@"
+  # The binary and every crate it links (all the CUDA code paths); not the
+  # hub feature's crate, which has no device code and the heaviest build.
+  CARGO_TARGET_DIR=target-cuda cargo build --release -p ebda --features "$FEATURES" "$@"
 else
   echo "== cargo build --release --features $FEATURES"
   CARGO_TARGET_DIR=target-cuda cargo build --release --features "$FEATURES" --bins "$@"

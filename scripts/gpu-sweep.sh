@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # On the GPU machine (bundle from scripts/gpu-pack.sh carried over): the
-# digits sweep — experiments/digits/run.sh with every run on CUDA at once —
-# while a background loop keeps a tarball of the runs' records (configs,
-# manifests, metrics, summaries; no checkpoints) in $OUT.
-#   TASKS, METHODS, SEEDS as for experiments/digits/run.sh; JOBS (default 18).
+# digits sweep — `ebda sweep run` of SWEEP (default
+# experiments/digits/sweep-5k.json) with every run on CUDA at once — while a
+# background loop keeps a tarball of the runs' records (configs, manifests,
+# metrics, summaries; no checkpoints) in $OUT.  JOBS (default 18).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/gpu-env.sh
 source scripts/gpu-env.sh
 OUT="${OUT:-/tmp/ebda-out}"
-mkdir -p "$OUT" runs/digits
+SWEEP="${SWEEP:-experiments/digits/sweep-5k.json}"
+ROOT=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["out"])' "$SWEEP")
+mkdir -p "$OUT" "$ROOT"
 pack() {
-  tar czf "$OUT/runs.tmp.tgz" --exclude='checkpoints' runs/digits 2>/dev/null && mv "$OUT/runs.tmp.tgz" "$OUT/runs.tgz"
+  tar czf "$OUT/runs.tmp.tgz" --exclude='checkpoints' "$ROOT" 2>/dev/null && mv "$OUT/runs.tmp.tgz" "$OUT/runs.tgz"
 }
 ( while sleep 20; do pack; done ) &
 packer=$!
-DEVICE=cuda JOBS="${JOBS:-18}" THREADS=1 EBDA_BIN="$EBDA" experiments/digits/run.sh
+"$EBDA" --device cuda --threads 1 sweep run "$SWEEP" --jobs "${JOBS:-18}"
 rc=$?
 kill "$packer" 2>/dev/null
 pack

@@ -6,6 +6,7 @@ mod demo;
 mod device;
 mod features_cmd;
 mod report_cmd;
+mod sweep_cmd;
 mod train_cmd;
 
 use anyhow::{Context, Result};
@@ -67,6 +68,10 @@ enum Command {
     /// Extract a pretrained backbone's features of a dataset (cached-feature training).
     #[command(subcommand)]
     Features(features_cmd::FeaturesCommand),
+    /// Grids of runs (configs × methods × seeds × any key) from a sweep file:
+    /// plan, run here N at a time, or as a SLURM job array.
+    #[command(subcommand)]
+    Sweep(sweep_cmd::SweepCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,6 +202,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Devices => device::list(&cli.device)?,
         Command::Data(cmd) => data_cmd::run(&cmd)?,
+        Command::Sweep(cmd) => sweep_cmd::run(&cmd, cli.device, cli.threads)?,
     }
     Ok(())
 }
