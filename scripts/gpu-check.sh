@@ -6,7 +6,11 @@
 #   2. the device-generic tests (ops at ties, critic, classifier, DANN, features) with
 #      EBDA_TEST_DEVICE=cuda;
 #   3. short real training runs — MNIST→USPS, DANN and EBDA, 300 iterations —
-#      on CUDA and on the CPU, printing images/s side by side.
+#      on CUDA and on the CPU, printing images/s side by side;
+#   4. device memory over a long run: EBDA on CUDA for N and 5N iterations
+#      (MEM_ITERS, default 400), the process's peak GPU memory sampled from
+#      nvidia-smi; the longer run may not use more than 64 MiB above the
+#      shorter (a graph chained across steps grows without bound).
 # Exits non-zero on any failure. Budget: well under 8 minutes on an H100.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,5 +49,33 @@ for method in dann ebda; do
     fi
   done
 done
+echo "== device memory: EBDA on CUDA, N and 5N iterations"
+# peak_mib ITERS: runs EBDA for ITERS iterations; prints its peak GPU memory (MiB).
+peak_mib() {
+  local out="$WORK/mem-$1" peak=0 used pid
+  rm -rf "$out"
+  "$EBDA" --device cuda -q train --config experiments/digits/M2U-5k.json --set method=ebda \
+    --set "train.iterations=$1" --set "train.eval_every=$1" --set "train.checkpoint_every=$1" \
+    --out "$out" --no-progress --no-plots >/dev/null 2>"$out.err" &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    used=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null \
+      | awk -F', *' -v p="$pid" '$1 == p {print $2}')
+    [ -n "$used" ] && [ "$used" -gt "$peak" ] && peak=$used
+    sleep 0.2
+  done
+  wait "$pid" || { echo "FAILED: memory run of $1 iterations" >&2; tail -n 5 "$out.err" >&2; return 1; }
+  echo "$peak"
+}
+N="${MEM_ITERS:-400}"
+if short=$(peak_mib "$N") && long=$(peak_mib $((5 * N))); then
+  echo "peak GPU memory: $short MiB after $N iterations, $long MiB after $((5 * N))"
+  if [ "$long" -gt $((short + 64)) ]; then
+    echo "FAILED: device memory grows with the step count"; fail=1
+  fi
+else
+  fail=1
+fi
+
 [ "$fail" = 0 ] && echo "gpu-check: all passed" || echo "gpu-check: FAILURES"
 exit "$fail"

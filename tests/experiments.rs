@@ -23,7 +23,7 @@ fn every_experiment_file_loads_and_validates() {
     let mut files = Vec::new();
     json_files(&root, &mut files);
     files.sort();
-    let (mut configs, mut runs) = (0, 0);
+    let (mut configs, mut runs, mut sweeps) = (0, 0, 0);
     for f in &files {
         let dir = f.parent().unwrap();
         let name = f.file_name().unwrap().to_str().unwrap();
@@ -58,6 +58,12 @@ fn every_experiment_file_loads_and_validates() {
                 }
                 assert!(v["git_revision"].is_string(), "{}", f.display());
             }
+            // Sweep files: every run of the grid resolves and validates.
+            _ if name.starts_with("sweep") => {
+                let sweep = ebda_sweep::Sweep::load(f).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!sweep.runs.is_empty(), "{}", f.display());
+                sweeps += 1;
+            }
             _ if dir.file_name().is_some_and(|d| d == "energies") => {
                 ebda_records::read_energies(dir.parent().unwrap())
                     .unwrap_or_else(|e| panic!("{e}"));
@@ -76,4 +82,5 @@ fn every_experiment_file_loads_and_validates() {
     }
     assert!(configs >= 4, "task configs found: {configs}");
     assert!(runs >= 18, "run records found: {runs}");
+    assert!(sweeps >= 1, "sweep files found: {sweeps}");
 }
