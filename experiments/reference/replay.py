@@ -39,6 +39,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.numpy import load_file
 
+# The gradient reversal of the step benchmark (same directory).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_steps import Reverse as GradReverse  # noqa: E402
+
 MASK64 = (1 << 64) - 1
 MASK128 = (1 << 128) - 1
 PCG_MULT = 0x2360ED051FC65DA44385DF649FCCF645
@@ -122,18 +126,8 @@ class Model:
         return ((r - f) ** 2).sum(1) / ((f ** 2).sum(1) + eps), h
 
 
-class GradReverse(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, lam):
-        ctx.lam = lam
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        return -ctx.lam * g, None
-
-
 def pull_away(h):
+    """torch_da.py's pull-away term (normalised by ‖h‖ + 1e-8)."""
     n = h.size(0)
     hn = h / (h.norm(dim=1, keepdim=True) + 1e-8)
     s = (hn @ hn.t()) ** 2
