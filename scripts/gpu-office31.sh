@@ -23,19 +23,39 @@ WEIGHTS="${WEIGHTS:-data/weights/resnet50-0676ba61.pth}"
 OUT="${OUT:-/tmp/ebda-out}"
 mkdir -p "$OUT" runs
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-extra="--set optim.alpha=$(python3 -c "print(0.001*$ITERS)") --set adapt.gamma=$(python3 -c "print($ITERS/1000)")"
-extra="$extra --set train.iterations=$ITERS --set train.eval_every=$((ITERS / 4)) --set train.checkpoint_every=$((ITERS / 4))"
+# The grid: experiments/office31/sweep-finetune.json's A2W, with tllib's
+# schedules over the first ITERS iterations, as a sweep file of its own.
+weights="null"
 if [ -f "$WEIGHTS" ]; then
-  extra="$extra --set model.features.backbone.resnet.weights=$WEIGHTS"
+  weights="\"$WEIGHTS\""
 else
   echo "no ImageNet weights at $WEIGHTS: random initialisation, speed only"
-  extra="$extra --set model.features.backbone.resnet.weights=null"
 fi
+SWEEP_FILE=runs/office31-gpu.json ITERS="$ITERS" METHODS="$METHODS" SEEDS="$SEEDS" WEIGHTS_JSON="$weights" python3 - <<'PY'
+import json, os
+base = json.load(open("experiments/office31/sweep-finetune.json"))
+iters = int(os.environ["ITERS"])
+known = {m if isinstance(m, str) else m["label"]: m for m in base["methods"]}
+methods = os.environ["METHODS"].split()
+for m in methods:
+    if m not in known:
+        raise SystemExit(f"METHODS: {m!r} is not a method of sweep-finetune.json ({', '.join(known)})")
+base.update(
+    out="runs/office31-gpu",
+    tasks=[t for t in base["tasks"] if t["task"] == "A2W"],
+    methods=[known[m] for m in methods],
+    seeds=[int(s) for s in os.environ["SEEDS"].split()],
+    set={"optim.alpha": 0.001 * iters, "adapt.gamma": iters / 1000,
+         "train.iterations": iters, "train.eval_every": iters // 4,
+         "train.checkpoint_every": iters // 4,
+         "model.features.backbone.resnet.weights": json.loads(os.environ["WEIGHTS_JSON"])},
+)
+json.dump(base, open(os.environ["SWEEP_FILE"], "w"), indent=1)
+PY
 ( while sleep 2; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done ) > "$OUT/memory.log" &
 mon=$!
 start=$(date +%s)
-PROTOCOL=finetune TASKS=A2W METHODS="$METHODS" SEEDS="$SEEDS" JOBS=3 THREADS=4 DEVICE=cuda \
-  EBDA_BIN="$EBDA" OUT_DIR=runs/office31-gpu EXTRA="$extra" experiments/office31/run.sh
+"$EBDA" --device cuda --threads 4 sweep run runs/office31-gpu.json --jobs 3
 rc=$?
 kill "$mon" 2>/dev/null
 echo "== $(( $(date +%s) - start )) s for the grid; peak GPU memory $(sort -n "$OUT/memory.log" | tail -1) MiB (all runs together)"

@@ -290,6 +290,7 @@ fn write_safetensors(
     let views: Vec<(String, &Tensor)> = tensors.iter().map(|(k, v)| (k.clone(), v)).collect();
     safetensors::serialize_to_file(views, Some(metadata), &tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
+    ebda_train::checkpoint::set_created_permissions(&tmp)?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

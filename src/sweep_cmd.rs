@@ -26,10 +26,24 @@ pub enum SweepCommand {
     Slurm(SlurmArgs),
 }
 
+/// Which of the sweep's runs a command acts on (both filters together).
+#[derive(Args, Debug, Default)]
+pub struct Select {
+    /// Only these tasks (repeat or separate with commas), e.g. the tasks
+    /// whose data this machine has.
+    #[arg(long = "task", value_delimiter = ',')]
+    tasks: Vec<String>,
+    /// Only these methods (a report row or its first word, e.g. `ebda`).
+    #[arg(long = "method", value_delimiter = ',')]
+    methods: Vec<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     /// Sweep file (JSON).
     file: PathBuf,
+    #[command(flatten)]
+    select: Select,
     /// One JSON object per run instead of a table.
     #[arg(long)]
     json: bool,
@@ -42,6 +56,8 @@ pub struct RunArgs {
     /// Runs at once.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+    #[command(flatten)]
+    select: Select,
 }
 
 #[derive(Args, Debug)]
@@ -57,6 +73,9 @@ pub struct RunOneArgs {
 pub struct SlurmArgs {
     /// Sweep file (JSON).
     file: PathBuf,
+    /// A selection keeps the plan's indices (the array lists them).
+    #[command(flatten)]
+    select: Select,
     /// Partition (sbatch --partition).
     #[arg(long)]
     partition: Option<String>,
@@ -98,8 +117,9 @@ fn load(file: &Path) -> Result<Sweep> {
 
 fn plan(a: &PlanArgs) -> Result<()> {
     let sweep = load(&a.file)?;
+    let runs = sweep.select(&a.select.tasks, &a.select.methods)?;
     let mut counts = std::collections::BTreeMap::new();
-    for run in &sweep.runs {
+    for run in &runs {
         let status = sweep.status(run);
         *counts.entry(status.word()).or_insert(0usize) += 1;
         if a.json {
@@ -134,7 +154,12 @@ fn plan(a: &PlanArgs) -> Result<()> {
     }
     if !a.json {
         let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        println!("{} runs: {}", sweep.runs.len(), summary.join(", "));
+        let of = if runs.len() == sweep.runs.len() {
+            String::new()
+        } else {
+            format!(" (of {})", sweep.runs.len())
+        };
+        println!("{} runs{of}: {}", runs.len(), summary.join(", "));
     }
     Ok(())
 }
@@ -235,11 +260,12 @@ fn run_all(a: &RunArgs, device: DeviceChoice, threads: Option<u16>) -> Result<()
     let threads = threads.unwrap_or_else(|| (cores / jobs).clamp(1, u16::MAX as usize) as u16);
     let logs = sweep.meta_dir().join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    let n = sweep.runs.len();
+    let selected = sweep.select(&a.select.tasks, &a.select.methods)?;
+    let n = selected.len();
     let mut queue: VecDeque<usize> = VecDeque::new();
     let (mut done, mut skipped) = (0usize, Vec::new());
     let mut failed: Vec<(usize, String)> = Vec::new();
-    for run in &sweep.runs {
+    for run in selected {
         match sweep.status(run) {
             RunStatus::Done { .. } => done += 1,
             RunStatus::Running => skipped.push(run.index),
@@ -249,8 +275,13 @@ fn run_all(a: &RunArgs, device: DeviceChoice, threads: Option<u16>) -> Result<()
             _ => queue.push_back(run.index),
         }
     }
+    let of = if n == sweep.runs.len() {
+        String::new()
+    } else {
+        format!(" (selected of {})", sweep.runs.len())
+    };
     eprintln!(
-        "sweep {}: {n} runs, {done} done, {} to run ({jobs} at a time, {threads} threads each){}",
+        "sweep {}: {n} runs{of}, {done} done, {} to run ({jobs} at a time, {threads} threads each){}",
         a.file.display(),
         queue.len(),
         if skipped.is_empty() {
@@ -379,7 +410,12 @@ fn slurm(a: &SlurmArgs, device: DeviceChoice) -> Result<()> {
         concurrency: a.concurrency,
         device: (device != DeviceChoice::Auto).then(|| device.to_string()),
     };
-    let text = ebda_sweep::slurm_script(&sweep, &opts, &exe, &workdir, &a.file);
+    let indices: Vec<usize> = sweep
+        .select(&a.select.tasks, &a.select.methods)?
+        .iter()
+        .map(|r| r.index)
+        .collect();
+    let text = ebda_sweep::slurm_script(&sweep, &indices, &opts, &exe, &workdir, &a.file);
     let script = a
         .script
         .clone()
@@ -397,7 +433,7 @@ fn slurm(a: &SlurmArgs, device: DeviceChoice) -> Result<()> {
     eprintln!(
         "{}: a job array of {} runs (array task i = run i of `ebda sweep plan {}`)",
         script.display(),
-        sweep.runs.len(),
+        indices.len(),
         a.file.display()
     );
     if !a.submit {

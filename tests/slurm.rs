@@ -268,6 +268,23 @@ fn a_sweep_runs_as_a_slurm_job_array_and_a_cancelled_task_resumes_after_requeue(
         "scontrol",
         &["update", &format!("jobid={task}"), "starttime=now"],
     );
+    // Wait for the requeued task itself to complete: right after a requeue
+    // the task can be missing from squeue for a moment, so an empty queue
+    // alone does not mean it has run.
+    let t = Instant::now();
+    loop {
+        match cluster.job_state(&task).as_str() {
+            "COMPLETED" => break,
+            s @ ("FAILED" | "TIMEOUT" | "NODE_FAIL" | "OUT_OF_MEMORY") => {
+                panic!("the requeued task ended {s}")
+            }
+            s => assert!(
+                t.elapsed() < Duration::from_secs(600),
+                "the requeued task is still {s} after 600 s"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     cluster.wait_idle(&[&long_job, &grid_job], Duration::from_secs(600));
     let log =
         std::fs::read_to_string(dir.join(format!("slurm-long/.sweep/slurm/{long_job}_0.out")))
@@ -341,5 +358,15 @@ fn a_sweep_runs_as_a_slurm_job_array_and_a_cancelled_task_resumes_after_requeue(
         t0.elapsed().as_secs_f64()
     );
     drop(cluster);
-    std::fs::remove_dir_all(&dir).unwrap();
+    // The daemons may still be closing their logs in `dir` for a moment.
+    for attempt in 0.. {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => break,
+            Err(e) if attempt >= 20 => {
+                eprintln!("could not remove {}: {e}", dir.display());
+                break;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
 }

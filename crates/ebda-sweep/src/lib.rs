@@ -1,7 +1,9 @@
 //! Grids of ebda runs.
 //!
-//! A sweep file names experiment configs (the tasks), methods, seeds and any
-//! other config keys with lists of values, and an output root. [`Sweep::plan`]
+//! A sweep file names experiment configs, tasks (a name plus the overrides
+//! that make a config that task, e.g. its domains' data), methods, seeds and
+//! any other config keys with lists of values, and an output root.
+//! [`Sweep::plan`]
 //! expands it into runs — each an `ebda train` config file plus `--set`
 //! overrides — with deterministic directory names
 //! (`{task}-{method}-seed{seed}[-{key}={value}…]`), validating every run's
@@ -22,8 +24,23 @@
 //! }
 //! ```
 //!
-//! Paths in the file (configs, `out`) are relative to the working directory,
-//! as `ebda train --config` reads them.
+//! Several tasks from one config (Office-Caltech10's twelve domain pairs):
+//!
+//! ```json
+//! {
+//!   "out": "runs/office_caltech10",
+//!   "configs": ["experiments/office_caltech10/surf.json"],
+//!   "tasks": [
+//!     {"task": "A2W", "set": {"data.source.root": "amazon.mat", "data.target.root": "webcam.mat"}},
+//!     {"task": "W2A", "set": {"data.source.root": "webcam.mat", "data.target.root": "amazon.mat"}}
+//!   ],
+//!   "methods": ["source-only", "dann", "ebda"],
+//!   "seeds": [0, 1, 2]
+//! }
+//! ```
+//!
+//! Paths in the file (configs, `out`, paths in overrides) are relative to
+//! the working directory, as `ebda train --config` reads them.
 
 use ebda_train::ExperimentConfig;
 use serde::{Deserialize, Serialize};
@@ -54,7 +71,9 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// A method of the grid: a method name, or a labelled variant with its own
-/// overrides (its `label` names its report row and run directories).
+/// overrides (its `label` names its report row and run directories). A name
+/// that is the config's own method runs it with the config's settings for
+/// it; another name switches to that method with its defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum MethodEntry {
@@ -66,14 +85,27 @@ pub enum MethodEntry {
     },
 }
 
+/// A task of the grid: its name (the config's `task`, the first part of run
+/// names) and the overrides that make the config that task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskEntry {
+    pub task: String,
+    #[serde(default)]
+    pub set: BTreeMap<String, Value>,
+}
+
 /// The sweep file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepFile {
     /// Output root: every run directory is `out/NAME`.
     pub out: PathBuf,
-    /// Experiment configs, one per task.
+    /// Experiment configs: one per task, or the base of `tasks`.
     pub configs: Vec<PathBuf>,
+    /// Tasks made from every config by overrides; default: each config's own.
+    #[serde(default)]
+    pub tasks: Vec<TaskEntry>,
     /// Methods; default: each config's own.
     #[serde(default)]
     pub methods: Vec<MethodEntry>,
@@ -156,7 +188,8 @@ impl Sweep {
     }
 
     /// Expands `file` (read from `path`) into its runs, in the order
-    /// configs × methods × seeds × grid values (the last axis varies fastest).
+    /// configs × tasks × methods × seeds × grid values (the last axis varies
+    /// fastest).
     pub fn plan(path: &Path, file: SweepFile) -> Result<Self> {
         let invalid = |reason: String| Error::Invalid {
             path: path.to_path_buf(),
@@ -171,12 +204,37 @@ impl Sweep {
             if values.is_empty() {
                 return Err(invalid(format!("grid key {key:?} has no values")));
             }
-            if ["method", "seed", "label"].contains(&key.as_str()) {
+            if ["method", "seed", "label", "task"].contains(&key.as_str()) {
                 return Err(invalid(format!(
-                    "grid key {key:?}: use `methods` / `seeds` for that axis"
+                    "grid key {key:?}: use `methods` / `seeds` / `tasks` for that axis"
                 )));
             }
         }
+        let mut task_names = BTreeMap::new();
+        for (i, t) in file.tasks.iter().enumerate() {
+            if t.task.is_empty() {
+                return Err(invalid(format!("tasks[{i}] has an empty name")));
+            }
+            if let Some(first) = task_names.insert(t.task.as_str(), i) {
+                return Err(invalid(format!(
+                    "tasks[{first}] and tasks[{i}] are both named {:?}",
+                    t.task
+                )));
+            }
+            for key in t.set.keys() {
+                if ["task", "method", "seed", "label"].contains(&key.as_str()) {
+                    return Err(invalid(format!(
+                        "tasks[{i}] ({}) sets {key:?}: the task's name is its `task`; methods and seeds are their own axes",
+                        t.task
+                    )));
+                }
+            }
+        }
+        let tasks: Vec<Option<&TaskEntry>> = if file.tasks.is_empty() {
+            vec![None]
+        } else {
+            file.tasks.iter().map(Some).collect()
+        };
         let methods: Vec<Option<&MethodEntry>> = if file.methods.is_empty() {
             vec![None]
         } else {
@@ -203,26 +261,20 @@ impl Sweep {
         }
         let mut runs = Vec::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-        for config in &file.configs {
+        for (config, task) in file
+            .configs
+            .iter()
+            .flat_map(|c| tasks.iter().map(move |t| (c, t)))
+        {
             for method in &methods {
                 for seed in &seeds {
                     for combo in &combos {
                         let mut sets: Vec<String> =
                             file.set.iter().map(|(k, v)| set_arg(k, v)).collect();
-                        match method {
-                            Some(MethodEntry::Name(name)) => {
-                                sets.push(set_arg("method", &Value::String(name.clone())))
-                            }
-                            Some(MethodEntry::Variant { label, set }) => {
-                                sets.extend(set.iter().map(|(k, v)| set_arg(k, v)));
-                                sets.push(set_arg("label", &Value::String(label.clone())));
-                            }
-                            None => {}
+                        if let Some(t) = task {
+                            sets.push(set_arg("task", &Value::String(t.task.clone())));
+                            sets.extend(t.set.iter().map(|(k, v)| set_arg(k, v)));
                         }
-                        if let Some(seed) = seed {
-                            sets.push(set_arg("seed", &Value::from(*seed)));
-                        }
-                        sets.extend(combo.iter().map(|(k, v)| set_arg(k, v)));
                         let index = runs.len();
                         let load = |sets: &[String]| {
                             ExperimentConfig::load(Some(config), sets).map_err(|source| {
@@ -235,6 +287,31 @@ impl Sweep {
                                 }
                             })
                         };
+                        // The config's own method keeps the config's
+                        // settings for it (its discriminator, critic);
+                        // another name switches to that method's defaults.
+                        let switch = match method {
+                            Some(MethodEntry::Name(name)) => {
+                                (load(&sets)?.method.name() != name).then_some(name)
+                            }
+                            _ => None,
+                        };
+                        match method {
+                            Some(MethodEntry::Name(_)) => {
+                                if let Some(name) = switch {
+                                    sets.push(set_arg("method", &Value::String(name.clone())))
+                                }
+                            }
+                            Some(MethodEntry::Variant { label, set }) => {
+                                sets.extend(set.iter().map(|(k, v)| set_arg(k, v)));
+                                sets.push(set_arg("label", &Value::String(label.clone())));
+                            }
+                            None => {}
+                        }
+                        if let Some(seed) = seed {
+                            sets.push(set_arg("seed", &Value::from(*seed)));
+                        }
+                        sets.extend(combo.iter().map(|(k, v)| set_arg(k, v)));
                         let mut cfg = load(&sets)?;
                         if !combo.is_empty() {
                             // A grid point is its own report row.
@@ -270,7 +347,7 @@ impl Sweep {
                         }
                         if let Some(first) = seen.insert(name.clone(), index) {
                             return Err(invalid(format!(
-                                "runs {first} and {index} are both named {name:?} (two configs with the same task?)"
+                                "runs {first} and {index} are both named {name:?} (two configs with the same task? name the tasks with `tasks`)"
                             )));
                         }
                         runs.push(Run {
@@ -292,6 +369,53 @@ impl Sweep {
             file,
             runs,
         })
+    }
+
+    /// The runs whose task is one of `tasks` and whose method (report row,
+    /// or its first word) is one of `methods`; an empty list selects all.
+    /// A name that matches no run is an error listing the names there are.
+    pub fn select(&self, tasks: &[String], methods: &[String]) -> Result<Vec<&Run>> {
+        let first_word = |m: &str| m.split(' ').next().unwrap_or("").to_string();
+        let check = |wanted: &[String], have: Vec<String>, what: &str| -> Result<()> {
+            for w in wanted {
+                if !have.contains(w) {
+                    let mut have = have.clone();
+                    have.sort();
+                    have.dedup();
+                    return Err(Error::Invalid {
+                        path: self.path.clone(),
+                        reason: format!(
+                            "no run has {what} {w:?}; the sweep's {what}s are: {}",
+                            have.join(", ")
+                        ),
+                    });
+                }
+            }
+            Ok(())
+        };
+        check(
+            tasks,
+            self.runs.iter().map(|r| r.task.clone()).collect(),
+            "task",
+        )?;
+        check(
+            methods,
+            self.runs
+                .iter()
+                .flat_map(|r| [r.method.clone(), first_word(&r.method)])
+                .collect(),
+            "method",
+        )?;
+        Ok(self
+            .runs
+            .iter()
+            .filter(|r| tasks.is_empty() || tasks.contains(&r.task))
+            .filter(|r| {
+                methods.is_empty()
+                    || methods.contains(&r.method)
+                    || methods.contains(&first_word(&r.method))
+            })
+            .collect())
     }
 
     /// The sweep's bookkeeping directory (`out/.sweep`): run logs and
@@ -432,22 +556,54 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-/// The job-array script of `sweep`: array task `i` runs run `i` of the plan
+/// The array indices as sbatch writes them: ascending, runs of consecutive
+/// indices as ranges (`0-3,7,9-10`).
+pub fn array_ranges(indices: &[usize]) -> String {
+    let mut sorted = indices.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+/// The job-array script of `sweep` over the runs `indices` of its plan
+/// (all of them, or a selection): array task `i` runs run `i` of the plan
 /// through `ebda sweep run-one` (which resumes a partial run, so a requeued
 /// or preempted task continues from its checkpoint). `ebda` and `workdir`
 /// are absolute paths on the cluster; `sweep_file` is read from `workdir`.
 pub fn slurm_script(
     sweep: &Sweep,
+    indices: &[usize],
     opts: &SlurmOptions,
     ebda: &Path,
     workdir: &Path,
     sweep_file: &Path,
 ) -> String {
-    let n = sweep.runs.len();
+    let n = indices.len();
     let logs = workdir.join(sweep.meta_dir()).join("slurm");
     let mut s = String::from("#!/bin/bash\n");
+    let of = if n == sweep.runs.len() {
+        String::new()
+    } else {
+        format!(" ({n} of its {})", sweep.runs.len())
+    };
     s.push_str(&format!(
-        "# {n} runs of {} (`ebda sweep plan {}` lists them by index).\n",
+        "# {n} runs of {}{of} (`ebda sweep plan {}` lists them by index).\n",
         sweep_file.display(),
         sweep_file.display()
     ));
@@ -460,9 +616,10 @@ pub fn slurm_script(
         }
     };
     directive("job-name", &opts.job_name);
+    let ranges = array_ranges(indices);
     let array = match opts.concurrency {
-        Some(k) => format!("0-{}%{k}", n.saturating_sub(1)),
-        None => format!("0-{}", n.saturating_sub(1)),
+        Some(k) => format!("{ranges}%{k}"),
+        None => ranges,
     };
     directive("array", &array);
     directive("output", &format!("{}/%A_%a.out", logs.display()));

@@ -101,6 +101,20 @@ fn bad_sweep_files_name_the_problem() {
     assert!(e.contains("grid key \"optim.lr\" has no values"), "{e}");
     let e = err(serde_json::json!({"out": "x", "configs": [m2u], "grid": {"seed": [1, 2]}}));
     assert!(e.contains("use `methods` / `seeds`"), "{e}");
+    let e = err(serde_json::json!({"out": "x", "configs": [m2u],
+        "tasks": [{"task": "A"}, {"task": "A"}]}));
+    assert!(
+        e.contains("tasks[0] and tasks[1] are both named \"A\""),
+        "{e}"
+    );
+    let e = err(serde_json::json!({"out": "x", "configs": [m2u],
+        "tasks": [{"task": "A", "set": {"seed": 3}}]}));
+    assert!(e.contains("tasks[0] (A) sets \"seed\""), "{e}");
+    let e = err(serde_json::json!({"out": "x", "configs": [m2u],
+        "tasks": [{"task": "A", "set": {"data.source.colour": 3}}]}));
+    assert!(e.contains("run 0") && e.contains("colour"), "{e}");
+    let e = err(serde_json::json!({"out": "x", "configs": [m2u], "tasks": [{"name": "A"}]}));
+    assert!(e.contains("unknown field `name`"), "{e}");
     let e = err(serde_json::json!({"out": "x", "configs": [m2u], "set": {"optim.lr": "fast"}}));
     assert!(e.contains("optim.lr") && e.contains("run 0"), "{e}");
     let e = err(serde_json::json!({"out": "x", "configs": [m2u, m2u]}));
@@ -183,8 +197,10 @@ fn the_slurm_script_matches_its_golden_file() {
         concurrency: Some(4),
         device: Some("cuda".into()),
     };
+    let all: Vec<usize> = (0..sweep.runs.len()).collect();
     let script = ebda_sweep::slurm_script(
         &sweep,
+        &all,
         &opts,
         Path::new("/opt/ebda/bin/ebda"),
         Path::new("/work/my project"),
@@ -199,4 +215,146 @@ fn the_slurm_script_matches_its_golden_file() {
         std::fs::read_to_string(&golden).unwrap(),
         "regenerate with EBDA_BLESS=1 after checking the difference"
     );
+}
+
+#[test]
+fn tasks_make_one_config_into_several_and_selection_picks_runs() {
+    let dir = temp("tasks");
+    let surf = repo().join("experiments/office_caltech10/surf.json");
+    let path = write_sweep(
+        &dir,
+        &serde_json::json!({
+            "out": dir.join("out"),
+            "configs": [surf],
+            "tasks": [
+                {"task": "A2C", "set": {"data.source.root": "a.mat", "data.target.root": "c.mat"}},
+                {"task": "C2A", "set": {"data.source.root": "c.mat", "data.target.root": "a.mat"}}
+            ],
+            "methods": ["dann", {"label": "cdan+e", "set": {"method": "cdan", "method.cdan.entropy": true}}],
+            "seeds": [0, 1],
+            "set": {"train.iterations": 100}
+        })
+        .to_string(),
+    );
+    let sweep = Sweep::load(&path).unwrap();
+    let names: Vec<&str> = sweep.runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "A2C-dann-seed0",
+            "A2C-dann-seed1",
+            "A2C-cdan+e-seed0",
+            "A2C-cdan+e-seed1",
+            "C2A-dann-seed0",
+            "C2A-dann-seed1",
+            "C2A-cdan+e-seed0",
+            "C2A-cdan+e-seed1",
+        ]
+    );
+    let r = &sweep.runs[4];
+    assert_eq!(r.task, "C2A");
+    assert_eq!(
+        r.sets,
+        [
+            "train.iterations=100",
+            "task=\"C2A\"",
+            "data.source.root=\"c.mat\"",
+            "data.target.root=\"a.mat\"",
+            "method=\"dann\"",
+            "seed=0",
+        ]
+    );
+    // The overrides reach the config.
+    let cfg = ebda_train::ExperimentConfig::load(Some(&r.config), &r.sets).unwrap();
+    assert_eq!(cfg.task, "C2A");
+
+    let pick = |tasks: &[&str], methods: &[&str]| -> Vec<usize> {
+        let t: Vec<String> = tasks.iter().map(|s| s.to_string()).collect();
+        let m: Vec<String> = methods.iter().map(|s| s.to_string()).collect();
+        sweep
+            .select(&t, &m)
+            .unwrap()
+            .iter()
+            .map(|r| r.index)
+            .collect()
+    };
+    assert_eq!(pick(&[], &[]), (0..8).collect::<Vec<_>>());
+    assert_eq!(pick(&["C2A"], &[]), [4, 5, 6, 7]);
+    assert_eq!(pick(&[], &["cdan+e"]), [2, 3, 6, 7]);
+    assert_eq!(pick(&["A2C"], &["dann", "cdan+e"]), [0, 1, 2, 3]);
+    let e = sweep
+        .select(&["A2W".to_string()], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no run has task \"A2W\"") && e.contains("A2C, C2A"),
+        "{e}"
+    );
+    let e = sweep
+        .select(&[], &["ebda".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no run has method \"ebda\""), "{e}");
+
+    // A selection keeps the plan's indices in the job array.
+    let script = ebda_sweep::slurm_script(
+        &sweep,
+        &pick(&[], &["cdan+e"]),
+        &SlurmOptions {
+            job_name: "t".into(),
+            concurrency: Some(2),
+            ..Default::default()
+        },
+        Path::new("/e"),
+        Path::new("/w"),
+        Path::new("s.json"),
+    );
+    assert!(script.contains("#SBATCH --array=2-3,6-7%2\n"), "{script}");
+    assert!(
+        script.contains("# 4 runs of s.json (4 of its 8)"),
+        "{script}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn array_indices_are_written_as_ranges() {
+    use ebda_sweep::array_ranges;
+    assert_eq!(array_ranges(&[0, 1, 2, 3]), "0-3");
+    assert_eq!(array_ranges(&[7, 0, 1, 9, 10, 3]), "0-1,3,7,9-10");
+    assert_eq!(array_ranges(&[5]), "5");
+    assert_eq!(array_ranges(&[2, 2, 3]), "2-3");
+}
+
+#[test]
+fn the_configs_own_method_keeps_its_settings_and_another_takes_its_defaults() {
+    let dir = temp("own-method");
+    let frozen = repo().join("experiments/office31/frozen/frozen.json");
+    let path = write_sweep(
+        &dir,
+        &serde_json::json!({
+            "out": dir.join("out"),
+            "configs": [frozen],
+            "methods": ["dann", "cdan"],
+            "seeds": [0]
+        })
+        .to_string(),
+    );
+    let sweep = Sweep::load(&path).unwrap();
+    let (own, other) = (&sweep.runs[0], &sweep.runs[1]);
+    assert_eq!(own.sets, ["seed=0"]);
+    assert_eq!(own.method, "dann");
+    assert_eq!(other.sets, ["method=\"cdan\"", "seed=0"]);
+    let cfg = |r: &ebda_sweep::Run| {
+        serde_json::to_value(ebda_train::ExperimentConfig::load(Some(&r.config), &r.sets).unwrap())
+            .unwrap()
+    };
+    // frozen.json's DANN discriminator (tllib's 1024-1024 with BatchNorm).
+    let d = &cfg(own)["method"]["dann"]["discriminator"];
+    assert_eq!(d["hidden"], serde_json::json!([1024, 1024]), "{d}");
+    assert_eq!(d["batch_norm"], true, "{d}");
+    // CDAN at its defaults.
+    let d = &cfg(other)["method"]["cdan"]["discriminator"];
+    assert_eq!(d["hidden"], serde_json::json!([500, 500]), "{d}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

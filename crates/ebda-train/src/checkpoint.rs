@@ -81,6 +81,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// The process's file-creation mask (Linux: `/proc/self/status`; 022
+/// where it cannot be read).
+#[cfg(unix)]
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+/// Gives `path` the permissions a file created with `std::fs::write` gets
+/// (0666 less the umask). The safetensors writer goes through a temporary
+/// file created 0600, which would keep checkpoints and feature files from
+/// the rest of a group sharing a run directory.
+pub fn set_created_permissions(path: &Path) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = 0o666 & !umask();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Saves every variable of `map` (sorted names) to a safetensors file.
 pub fn save_vars(map: &VarMap, path: &Path) -> Result<(), Error> {
     let tensors: HashMap<String, Tensor> = named_vars(map)
@@ -94,7 +124,8 @@ fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), Er
     candle_core::safetensors::save(tensors, path).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    })
+    })?;
+    set_created_permissions(path)
 }
 
 fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, Error> {
@@ -383,6 +414,26 @@ mod tests {
     use super::*;
     use candle_core::DType;
     use candle_nn::Init;
+
+    #[cfg(unix)]
+    #[test]
+    fn tensor_files_get_the_permissions_of_any_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ebda-ckpt-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let map = VarMap::new();
+        map.get((2, 2), "w", Init::Const(1.0), DType::F32, &Device::Cpu)
+            .unwrap();
+        let tensors = dir.join("shared.safetensors");
+        save_vars(&map, &tensors).unwrap();
+        let plain = dir.join("state.json");
+        std::fs::write(&plain, "{}").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // The temporary-file writer alone gives 0600.
+        assert_eq!(mode(&tensors), mode(&plain));
+        assert_eq!(mode(&plain), 0o666 & !umask());
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn a_checkpoint_tensor_holding_nan_is_refused_at_load() {

@@ -343,6 +343,7 @@ fn write_trace(
             path.display()
         ))
     })?;
+    crate::checkpoint::set_created_permissions(&path)?;
     let mut values = BTreeMap::new();
     for (name, t) in stats {
         values.insert(
