@@ -84,3 +84,58 @@ fn every_experiment_file_loads_and_validates() {
     assert!(runs >= 18, "run records found: {runs}");
     assert!(sweeps >= 1, "sweep files found: {sweeps}");
 }
+
+/// The full-MNIST digits configs are tllib's protocol (`dann.sh` digits
+/// lines and `dann.py` defaults); a change to either is a change of protocol.
+#[test]
+fn the_full_digits_configs_follow_the_tllib_protocol() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/digits");
+    for (task, lr, src, tgt) in [
+        ("M2U", 0.01, "mnist-full", "usps"),
+        ("U2M", 0.1, "usps", "mnist-full"),
+    ] {
+        let cfg = ExperimentConfig::load(Some(&root.join(format!("{task}.json"))), &[])
+            .unwrap_or_else(|e| panic!("{task}: {e}"));
+        let v = serde_json::to_value(&cfg).unwrap();
+        let at = |p: &str| p.split('.').fold(&v, |node, k| &node[k]).clone();
+        let checks: Vec<(&str, serde_json::Value)> = vec![
+            ("task", task.into()),
+            ("data.batch_size", 128.into()),
+            ("train.iterations", 50000.into()),
+            ("train.eval_every", 2500.into()),
+            ("optim.optimizer", "sgd".into()),
+            ("optim.lr", lr.into()),
+            ("optim.momentum", 0.9.into()),
+            ("optim.nesterov", true.into()),
+            ("optim.weight_decay", 0.001.into()),
+            ("optim.schedule", "annealed".into()),
+            ("optim.alpha", 50.0.into()),
+            ("optim.beta", 0.75.into()),
+            ("adapt.gamma", 50.0.into()),
+            ("adapt.lambda_max", 1.0.into()),
+            ("model.features.bottleneck", 256.into()),
+            ("model.features.backbone", "lenet".into()),
+            (
+                "method.dann.discriminator.hidden",
+                serde_json::json!([1024, 1024]),
+            ),
+            ("method.dann.discriminator.batch_norm", true.into()),
+            ("data.input.mean", serde_json::json!([0.5])),
+            ("data.input.std", serde_json::json!([0.5])),
+        ];
+        for (key, want) in checks {
+            let got = at(key);
+            let same = match (got.as_f64(), want.as_f64()) {
+                (Some(a), Some(b)) => (a - b).abs() < 1e-12,
+                _ => got == want || got.get(want.as_str().unwrap_or("")).is_some(),
+            };
+            assert!(same, "{task}: {key} is {got}, the protocol says {want}");
+        }
+        let root_of = |d: &str| at(&format!("data.{d}.root")).as_str().unwrap().to_string();
+        assert!(root_of("source").ends_with(src), "{task}");
+        assert!(root_of("target").ends_with(tgt), "{task}");
+        assert!(root_of("target_test").ends_with(tgt), "{task}");
+        assert_eq!(at("data.target.split"), "train", "{task}");
+        assert_eq!(at("data.target_test.split"), "test", "{task}");
+    }
+}
