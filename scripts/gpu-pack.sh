@@ -2,7 +2,7 @@
 # Prepares what scripts/gpu-check.sh needs on a GPU machine that has the CUDA
 # driver and libraries but no Rust toolchain: builds the CUDA binary and the
 # device-generic test executables (scripts/build-cuda.sh), strips and
-# compresses them, and copies the shared digits, into target/gpu-bundle/
+# compresses them, and copies the shared digits (MNIST 5k and full, USPS), into target/gpu-bundle/
 # (an ignored build folder, carried to the device machine).
 #
 #   scripts/gpu-pack.sh            then carry target/gpu-bundle and run scripts/gpu-check.sh there
@@ -38,6 +38,9 @@ strip -o "$BUNDLE/bin/ebda" target-cuda/release/ebda
 for t in $tests; do strip -o "$BUNDLE/tests/$(basename "$t" | sed 's/-[0-9a-f]*$//')" "$t"; done
 (cd "$BUNDLE" && tar cf - bin tests | xz -T2 -6 > payload.tar.xz && rm -rf bin tests)
 cp -r "$DATA/mnist" "$DATA/usps" "$BUNDLE/data/"
+# The full MNIST (11 MB) for experiments/digits/sweep-full.json, except beside
+# Office-31 images (the 64 MiB the run tool carries).
+[ -n "$OFFICE31" ] || cp -r "$DATA/mnist-full" "$BUNDLE/data/"
 for domain in $OFFICE31; do
   mkdir -p "$BUNDLE/data/office31"
   cp -r "$DATA/office31/$domain" "$BUNDLE/data/office31/"
