@@ -127,6 +127,21 @@ fn train_writes_a_complete_run_directory_and_eval_reads_it() {
         manifest["dataset_files_sha256"].as_object().unwrap().len(),
         8
     );
+    // The CPU the numbers came from (they are bit-reproducible per CPU kind).
+    assert!(
+        !manifest["cpu"]["model"].as_str().unwrap().is_empty(),
+        "{manifest}"
+    );
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        manifest["cpu"]["simd"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "avx2"),
+        std::arch::is_x86_feature_detected!("avx2"),
+        "{manifest}"
+    );
     let resolved: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(

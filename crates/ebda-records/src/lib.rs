@@ -322,6 +322,53 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub weights_sha256: BTreeMap<String, String>,
     pub command: Vec<String>,
+    /// The CPU the run was computed on (`null` in runs from before this was
+    /// recorded): CPU results are reproducible bit for bit at one thread
+    /// count on one kind of CPU, not across kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuInfo>,
+}
+
+/// The CPU of a run: its model name and the SIMD extensions the matrix
+/// kernels choose between at run time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuInfo {
+    pub model: String,
+    /// Of `avx512f`, `avx2`, `fma` (x86-64) or `neon` (AArch64), those present.
+    pub simd: Vec<String>,
+}
+
+impl CpuInfo {
+    /// This machine's CPU (model name from `/proc/cpuinfo` where there is
+    /// one, else the architecture).
+    pub fn detect() -> Self {
+        let model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    let (key, value) = l.split_once(':')?;
+                    (key.trim() == "model name").then(|| value.trim().to_string())
+                })
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        #[allow(unused_mut)]
+        let mut simd: Vec<String> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        for (name, present) in [
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+        ] {
+            if present {
+                simd.push(name.to_string());
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            simd.push("neon".to_string());
+        }
+        Self { model, simd }
+    }
 }
 
 /// Per-sample critic energies on the test sets at one evaluation, stored as

@@ -205,6 +205,7 @@ fn manifest(
         dataset_sizes: counts,
         weights_sha256: weights,
         command: opts.command.clone(),
+        cpu: Some(ebda_records::CpuInfo::detect()),
     })
 }
 
