@@ -58,6 +58,19 @@ fn every_experiment_file_loads_and_validates() {
                 }
                 assert!(v["git_revision"].is_string(), "{}", f.display());
             }
+            // The PyTorch reference's own run outputs (torch_da.py --out).
+            _ if dir.file_name().is_some_and(|d| d == "reference-torch") => {
+                let v: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(f).unwrap())
+                        .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                let acc = v["last_acc"].as_f64();
+                assert!(
+                    acc.is_some_and(|a| (0.0..=1.0).contains(&a)),
+                    "{}: last_acc {acc:?}",
+                    f.display()
+                );
+                assert!(v["args"]["seed"].is_u64(), "{}", f.display());
+            }
             // Sweep files: every run of the grid resolves and validates.
             _ if name.starts_with("sweep") => {
                 let sweep = ebda_sweep::Sweep::load(f).unwrap_or_else(|e| panic!("{e}"));
