@@ -287,19 +287,14 @@ impl Sweep {
                                 }
                             })
                         };
-                        // The config's own method keeps the config's
-                        // settings for it (its discriminator, critic);
-                        // another name switches to that method's defaults.
-                        let switch = match method {
-                            Some(MethodEntry::Name(name)) => {
-                                (load(&sets)?.method.name() != name).then_some(name)
-                            }
-                            _ => None,
-                        };
                         match method {
-                            Some(MethodEntry::Name(_)) => {
-                                if let Some(name) = switch {
-                                    sets.push(set_arg("method", &Value::String(name.clone())))
+                            Some(MethodEntry::Name(name)) => {
+                                // The config's own method keeps the config's
+                                // settings for it (its discriminator, critic);
+                                // another name switches to that method's defaults.
+                                let own = load(&sets)?.method.name() == name;
+                                if !own {
+                                    sets.push(set_arg("method", &Value::String(name.clone())));
                                 }
                             }
                             Some(MethodEntry::Variant { label, set }) => {
